@@ -1,0 +1,3 @@
+/* RMSNorm for AVX2 + FMA + F16C (compiled with those flags only; chosen at run time). */
+#include "simd_avx2.h"
+#include "rms_norm_simd.h"

@@ -1,0 +1,111 @@
+/* RMSNorm over a SIMD mapping: included by rms_norm_avx2.c and rms_norm_avx512.c after their
+ * mapping header. Same arithmetic as rms_norm_scalar.c; only the order of the sum of squares
+ * differs (four vector accumulators, then a horizontal sum).
+ *
+ * Traffic is what bounds it: per row, x (and residual) are read once from memory, re-read from
+ * L1/L2 for the second pass (a row of 8192 f32 is 32 KiB), and y is written once — with
+ * streaming stores when the output is large, which saves the read-for-ownership of y's lines. */
+#include "rms_norm.h"
+#include "simd_dtype.h"
+
+/* Sum of squares of elements [0, n) of a row; returns how many elements it covered (a multiple
+ * of the vector width) so the caller finishes the tail with the scalar definition. In the fused
+ * form it first writes residual = round(residual + x) and squares that rounded value. */
+static LK_INLINE int64_t LK_ISA_SUFFIX(sum_squares)(const void *x, void *residual, int64_t n, lk_dtype dtype,
+                                                    bool fused, float *out) {
+  lk_vf acc0 = lk_v_zero(), acc1 = lk_v_zero(), acc2 = lk_v_zero(), acc3 = lk_v_zero();
+  int64_t i = 0;
+#define LK_SQUARE(acc, offset)                                                                     \
+  do {                                                                                             \
+    lk_vf v = lk_v_load(x, i + (offset), dtype);                                                   \
+    if (fused) {                                                                                   \
+      v = lk_v_round(lk_v_add(lk_v_load(residual, i + (offset), dtype), v), dtype);                \
+      lk_v_store(residual, i + (offset), dtype, v);                                                \
+    }                                                                                              \
+    acc = lk_v_fmadd(v, v, acc);                                                                   \
+  } while (0)
+  for (; i + 4 * LK_VEC_LANES <= n; i += 4 * LK_VEC_LANES) {
+    LK_SQUARE(acc0, 0);
+    LK_SQUARE(acc1, LK_VEC_LANES);
+    LK_SQUARE(acc2, 2 * LK_VEC_LANES);
+    LK_SQUARE(acc3, 3 * LK_VEC_LANES);
+  }
+  for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) LK_SQUARE(acc0, 0);
+#undef LK_SQUARE
+  *out = lk_v_hsum(lk_v_add(lk_v_add(acc0, acc1), lk_v_add(acc2, acc3)));
+  return i;
+}
+
+static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_rms_norm_job *job, int64_t r, lk_dtype dtype,
+                                                  lk_dtype weight_dtype, bool fused, bool offset_one) {
+  const lk_rms_norm_params *p = &job->p;
+  const int64_t n = p->hidden, size = (int64_t)lk_dtype_size(dtype);
+  const void *x = (const char *)p->x + r * p->x_stride * size;
+  void *residual = fused ? (char *)p->residual + r * p->residual_stride * size : NULL;
+  void *y = (char *)p->y + r * p->y_stride * size;
+
+  float sum_squares;
+  int64_t i = LK_ISA_SUFFIX(sum_squares)(x, residual, n, dtype, fused, &sum_squares);
+  for (; i < n; i++) {
+    float v = lk_load_element(x, i, dtype);
+    if (fused) {
+      v = lk_round_to_dtype(lk_load_element(residual, i, dtype) + v, dtype);
+      lk_store_element(residual, i, dtype, v);
+    }
+    sum_squares += v * v;
+  }
+
+  const void *in = fused ? residual : x;
+  const float inv_rms = lk_rms_norm_inv_rms(sum_squares, n, p->eps);
+  const lk_vf inv_rms_v = lk_v_set1(inv_rms), one = lk_v_set1(offset_one ? 1.0f : 0.0f);
+  /* Elements before y is aligned for a streaming store (and the tail) use the scalar path. */
+  int64_t head = job->streaming ? lk_stream_head(y, dtype) : 0;
+  bool streaming = job->streaming && head >= 0 && head < n;
+  if (!streaming) head = 0;
+  for (i = 0; i < head; i++)
+    lk_store_element(y, i, dtype, lk_load_element(in, i, dtype) * inv_rms * lk_rms_norm_weight(p, i));
+  for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) {
+    lk_vf w = lk_v_add(lk_v_load(p->weight, i, weight_dtype), one);
+    lk_vf v = lk_v_mul(lk_v_mul(lk_v_load(in, i, dtype), inv_rms_v), w);
+    if (streaming) lk_v_stream(y, i, dtype, v);
+    else lk_v_store(y, i, dtype, v);
+  }
+  for (; i < n; i++)
+    lk_store_element(y, i, dtype, lk_load_element(in, i, dtype) * inv_rms * lk_rms_norm_weight(p, i));
+}
+
+/* One instantiation per (dtype, weight dtype, fused, offset) so the inner loops carry no
+ * branches on them. */
+#define LK_RMS_ROWS(dtype, weight_dtype, fused, offset_one)                                        \
+  for (int64_t r = row_begin; r < row_end; r++)                                                    \
+    LK_ISA_SUFFIX(rms_norm_row)(job, r, dtype, weight_dtype, fused, offset_one)
+
+#define LK_RMS_ROWS_FLAGS(dtype, weight_dtype)                                                      \
+  do {                                                                                             \
+    if (job->fused) {                                                                              \
+      if (offset_one) LK_RMS_ROWS(dtype, weight_dtype, true, true);                                \
+      else LK_RMS_ROWS(dtype, weight_dtype, true, false);                                          \
+    } else {                                                                                       \
+      if (offset_one) LK_RMS_ROWS(dtype, weight_dtype, false, true);                               \
+      else LK_RMS_ROWS(dtype, weight_dtype, false, false);                                         \
+    }                                                                                              \
+  } while (0)
+
+void LK_ISA_SUFFIX(lk_rms_norm_rows)(const void *job_, int64_t row_begin, int64_t row_end) {
+  const lk_rms_norm_job *job = (const lk_rms_norm_job *)job_;
+  const bool offset_one = (job->p.flags & LK_NORM_WEIGHT_OFFSET_ONE) != 0;
+  const bool f32_weight = job->p.weight_dtype == LK_DTYPE_F32;
+  switch (job->p.dtype) {
+  case LK_DTYPE_F16:
+    if (f32_weight) LK_RMS_ROWS_FLAGS(LK_DTYPE_F16, LK_DTYPE_F32);
+    else LK_RMS_ROWS_FLAGS(LK_DTYPE_F16, LK_DTYPE_F16);
+    break;
+  case LK_DTYPE_BF16:
+    if (f32_weight) LK_RMS_ROWS_FLAGS(LK_DTYPE_BF16, LK_DTYPE_F32);
+    else LK_RMS_ROWS_FLAGS(LK_DTYPE_BF16, LK_DTYPE_BF16);
+    break;
+  default: LK_RMS_ROWS_FLAGS(LK_DTYPE_F32, LK_DTYPE_F32); break;
+  }
+  /* Streaming stores are weakly ordered: fence before the caller sees this share as done. */
+  if (job->streaming) lk_v_stream_fence();
+}

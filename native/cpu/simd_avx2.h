@@ -1,0 +1,66 @@
+/* The SIMD mapping for AVX2 + FMA + F16C: 8 f32 lanes. Kernels written once over these names
+ * (see *_simd.h) compile for AVX2 and AVX-512 alike, so the AVX-512 build — which this project's
+ * CI machines cannot run — executes the same kernel source the AVX2 tests exercise. */
+#ifndef LK_SIMD_AVX2_H
+#define LK_SIMD_AVX2_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "simd_common.h"
+
+#define LK_VEC_LANES 8
+#define LK_ISA_SUFFIX(name) name##_avx2
+typedef __m256 lk_vf;
+
+static LK_INLINE lk_vf lk_v_zero(void) { return _mm256_setzero_ps(); }
+static LK_INLINE lk_vf lk_v_set1(float f) { return _mm256_set1_ps(f); }
+static LK_INLINE lk_vf lk_v_add(lk_vf a, lk_vf b) { return _mm256_add_ps(a, b); }
+static LK_INLINE lk_vf lk_v_mul(lk_vf a, lk_vf b) { return _mm256_mul_ps(a, b); }
+static LK_INLINE lk_vf lk_v_fmadd(lk_vf a, lk_vf b, lk_vf c) { return _mm256_fmadd_ps(a, b, c); }
+static LK_INLINE float lk_v_hsum(lk_vf v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+static LK_INLINE lk_vf lk_v_load_f32(const float *p) { return _mm256_loadu_ps(p); }
+static LK_INLINE lk_vf lk_v_load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+static LK_INLINE lk_vf lk_v_load_bf16(const uint16_t *p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+/* f32 -> bf16 bits in the low half of each 32-bit lane: round to nearest even, NaN kept NaN
+ * (quiet bit forced) instead of carrying into the exponent. */
+static LK_INLINE __m256i lk_v_bf16_bits(lk_vf v) {
+  __m256i u = _mm256_castps_si256(v);
+  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
+  __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  rounded = _mm256_blendv_epi8(rounded, _mm256_or_si256(u, _mm256_set1_epi32(0x400000)), nan);
+  return _mm256_srli_epi32(rounded, 16);
+}
+static LK_INLINE __m128i lk_v_pack_bf16(lk_vf v) {
+  __m256i h = lk_v_bf16_bits(v);
+  return _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+#define LK_F16_ROUNDING (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
+static LK_INLINE void lk_v_store_f32(float *p, lk_vf v) { _mm256_storeu_ps(p, v); }
+static LK_INLINE void lk_v_store_f16(uint16_t *p, lk_vf v) { _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, LK_F16_ROUNDING)); }
+static LK_INLINE void lk_v_store_bf16(uint16_t *p, lk_vf v) { _mm_storeu_si128((__m128i *)p, lk_v_pack_bf16(v)); }
+
+/* Streaming (non-temporal) stores: p must be aligned to the store width. */
+static LK_INLINE void lk_v_stream_f32(float *p, lk_vf v) { _mm256_stream_ps(p, v); }
+static LK_INLINE void lk_v_stream_f16(uint16_t *p, lk_vf v) { _mm_stream_si128((__m128i *)p, _mm256_cvtps_ph(v, LK_F16_ROUNDING)); }
+static LK_INLINE void lk_v_stream_bf16(uint16_t *p, lk_vf v) { _mm_stream_si128((__m128i *)p, lk_v_pack_bf16(v)); }
+static LK_INLINE void lk_v_stream_fence(void) { _mm_sfence(); }
+
+/* What storing to a 16-bit dtype and loading back gives, without the memory round trip. */
+static LK_INLINE lk_vf lk_v_round_f16(lk_vf v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, LK_F16_ROUNDING)); }
+static LK_INLINE lk_vf lk_v_round_bf16(lk_vf v) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(lk_v_bf16_bits(v), 16));
+}
+
+#endif /* LK_SIMD_AVX2_H */

@@ -1,0 +1,58 @@
+/* The SIMD mapping for AVX-512 (F, BW, DQ, VL): 16 f32 lanes. Same names as simd_avx2.h. */
+#ifndef LK_SIMD_AVX512_H
+#define LK_SIMD_AVX512_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "simd_common.h"
+
+#define LK_VEC_LANES 16
+#define LK_ISA_SUFFIX(name) name##_avx512
+typedef __m512 lk_vf;
+
+static LK_INLINE lk_vf lk_v_zero(void) { return _mm512_setzero_ps(); }
+static LK_INLINE lk_vf lk_v_set1(float f) { return _mm512_set1_ps(f); }
+static LK_INLINE lk_vf lk_v_add(lk_vf a, lk_vf b) { return _mm512_add_ps(a, b); }
+static LK_INLINE lk_vf lk_v_mul(lk_vf a, lk_vf b) { return _mm512_mul_ps(a, b); }
+static LK_INLINE lk_vf lk_v_fmadd(lk_vf a, lk_vf b, lk_vf c) { return _mm512_fmadd_ps(a, b, c); }
+static LK_INLINE float lk_v_hsum(lk_vf v) {
+  __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+static LK_INLINE lk_vf lk_v_load_f32(const float *p) { return _mm512_loadu_ps(p); }
+static LK_INLINE lk_vf lk_v_load_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+static LK_INLINE lk_vf lk_v_load_bf16(const uint16_t *p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+
+static LK_INLINE __m512i lk_v_bf16_bits(lk_vf v) {
+  __m512i u = _mm512_castps_si512(v);
+  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+  __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  rounded = _mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x400000));
+  return _mm512_srli_epi32(rounded, 16);
+}
+static LK_INLINE __m256i lk_v_pack_bf16(lk_vf v) { return _mm512_cvtepi32_epi16(lk_v_bf16_bits(v)); }
+#define LK_F16_ROUNDING (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
+static LK_INLINE void lk_v_store_f32(float *p, lk_vf v) { _mm512_storeu_ps(p, v); }
+static LK_INLINE void lk_v_store_f16(uint16_t *p, lk_vf v) { _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, LK_F16_ROUNDING)); }
+static LK_INLINE void lk_v_store_bf16(uint16_t *p, lk_vf v) { _mm256_storeu_si256((__m256i *)p, lk_v_pack_bf16(v)); }
+
+static LK_INLINE void lk_v_stream_f32(float *p, lk_vf v) { _mm512_stream_ps(p, v); }
+static LK_INLINE void lk_v_stream_f16(uint16_t *p, lk_vf v) { _mm256_stream_si256((__m256i *)p, _mm512_cvtps_ph(v, LK_F16_ROUNDING)); }
+static LK_INLINE void lk_v_stream_bf16(uint16_t *p, lk_vf v) { _mm256_stream_si256((__m256i *)p, lk_v_pack_bf16(v)); }
+static LK_INLINE void lk_v_stream_fence(void) { _mm_sfence(); }
+
+static LK_INLINE lk_vf lk_v_round_f16(lk_vf v) { return _mm512_cvtph_ps(_mm512_cvtps_ph(v, LK_F16_ROUNDING)); }
+static LK_INLINE lk_vf lk_v_round_bf16(lk_vf v) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(lk_v_bf16_bits(v), 16));
+}
+
+#endif /* LK_SIMD_AVX512_H */

@@ -1,0 +1,47 @@
+/* dtype-generic vector load/store over a SIMD mapping (include simd_avx2.h or simd_avx512.h
+ * first). With a constant dtype these fold to one instruction sequence after inlining. */
+#ifndef LK_SIMD_DTYPE_H
+#define LK_SIMD_DTYPE_H
+
+#include "lk_internal.h"
+
+static LK_INLINE lk_vf lk_v_load(const void *base, int64_t i, lk_dtype dtype) {
+  switch (dtype) {
+  case LK_DTYPE_F16: return lk_v_load_f16((const uint16_t *)base + i);
+  case LK_DTYPE_BF16: return lk_v_load_bf16((const uint16_t *)base + i);
+  default: return lk_v_load_f32((const float *)base + i);
+  }
+}
+static LK_INLINE void lk_v_store(void *base, int64_t i, lk_dtype dtype, lk_vf v) {
+  switch (dtype) {
+  case LK_DTYPE_F16: lk_v_store_f16((uint16_t *)base + i, v); break;
+  case LK_DTYPE_BF16: lk_v_store_bf16((uint16_t *)base + i, v); break;
+  default: lk_v_store_f32((float *)base + i, v); break;
+  }
+}
+static LK_INLINE void lk_v_stream(void *base, int64_t i, lk_dtype dtype, lk_vf v) {
+  switch (dtype) {
+  case LK_DTYPE_F16: lk_v_stream_f16((uint16_t *)base + i, v); break;
+  case LK_DTYPE_BF16: lk_v_stream_bf16((uint16_t *)base + i, v); break;
+  default: lk_v_stream_f32((float *)base + i, v); break;
+  }
+}
+static LK_INLINE lk_vf lk_v_round(lk_vf v, lk_dtype dtype) {
+  switch (dtype) {
+  case LK_DTYPE_F16: return lk_v_round_f16(v);
+  case LK_DTYPE_BF16: return lk_v_round_bf16(v);
+  default: return v;
+  }
+}
+
+/* Elements to handle before `base + i` is aligned for a full-vector streaming store, or -1 when
+ * it never will be (an address that is not a multiple of the element size). */
+static LK_INLINE int64_t lk_stream_head(const void *base, lk_dtype dtype) {
+  uintptr_t size = (uintptr_t)lk_dtype_size(dtype);
+  uintptr_t align = LK_VEC_LANES * size;
+  uintptr_t misalign = (uintptr_t)base % align;
+  if (misalign % size) return -1;
+  return (int64_t)(((align - misalign) % align) / size);
+}
+
+#endif /* LK_SIMD_DTYPE_H */
