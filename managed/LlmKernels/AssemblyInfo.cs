@@ -1,0 +1,4 @@
+using System.Runtime.CompilerServices;
+
+// Every native signature is blittable; nothing is marshalled behind the caller's back.
+[assembly: DisableRuntimeMarshalling]

@@ -1,0 +1,102 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+
+namespace LlmKernels;
+
+/// <summary>
+/// bfloat16: the upper 16 bits of an IEEE binary32 (8 exponent bits, 7 mantissa bits), the
+/// activation type of most LLM checkpoints. Conversion from <see cref="float"/> rounds to nearest
+/// even; conversion to <see cref="float"/> is exact. NaN stays NaN and infinities stay infinite.
+/// </summary>
+/// <remarks>Equality follows IEEE (NaN is unequal to itself, +0 equals -0), like <see cref="Half"/>;
+/// <see cref="Equals(BFloat16)"/> treats all NaNs as equal, as <see cref="float.Equals(float)"/> does.</remarks>
+public readonly struct BFloat16 : IEquatable<BFloat16>, IComparable<BFloat16>, ISpanFormattable
+{
+    private readonly ushort _bits;
+
+    private BFloat16(ushort bits) => _bits = bits;
+
+    /// <summary>Reinterprets raw bits.</summary>
+    public static BFloat16 FromBits(ushort bits) => new(bits);
+
+    /// <summary>The raw bits.</summary>
+    public ushort Bits => _bits;
+
+    /// <summary>Smallest difference from 1 to the next larger value: 2^-7.</summary>
+    public static BFloat16 Epsilon => new(0x3c00);
+    /// <summary>Largest finite value, about 3.39e38.</summary>
+    public static BFloat16 MaxValue => new(0x7f7f);
+    /// <summary>Most negative finite value.</summary>
+    public static BFloat16 MinValue => new(0xff7f);
+    /// <summary>Positive infinity.</summary>
+    public static BFloat16 PositiveInfinity => new(0x7f80);
+    /// <summary>Negative infinity.</summary>
+    public static BFloat16 NegativeInfinity => new(0xff80);
+    /// <summary>A quiet NaN.</summary>
+    public static BFloat16 NaN => new(0x7fc0);
+    /// <summary>Positive zero.</summary>
+    public static BFloat16 Zero => new(0);
+    /// <summary>One.</summary>
+    public static BFloat16 One => new(0x3f80);
+
+    /// <summary>Whether the value is NaN.</summary>
+    public static bool IsNaN(BFloat16 value) => (value._bits & 0x7fff) > 0x7f80;
+    /// <summary>Whether the value is positive or negative infinity.</summary>
+    public static bool IsInfinity(BFloat16 value) => (value._bits & 0x7fff) == 0x7f80;
+    /// <summary>Whether the value is neither infinite nor NaN.</summary>
+    public static bool IsFinite(BFloat16 value) => (value._bits & 0x7f80) != 0x7f80;
+
+    /// <summary>Rounds to nearest even. NaN keeps its sign and gets the quiet bit, so it cannot round into infinity.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static explicit operator BFloat16(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        if ((bits & 0x7fff_ffff) > 0x7f80_0000)
+            return new((ushort)((bits >> 16) | 0x40));
+        bits += 0x7fff + ((bits >> 16) & 1);
+        return new((ushort)(bits >> 16));
+    }
+
+    /// <summary>Exact.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static explicit operator float(BFloat16 value) => BitConverter.UInt32BitsToSingle((uint)value._bits << 16);
+
+    /// <summary>Converts through <see cref="float"/> (double rounding can differ from a direct conversion in the last bit).</summary>
+    public static explicit operator BFloat16(double value) => (BFloat16)(float)value;
+    /// <summary>Exact.</summary>
+    public static explicit operator double(BFloat16 value) => (float)value;
+    /// <summary>Converts through <see cref="float"/>; exact for every finite Half of bf16's precision.</summary>
+    public static explicit operator BFloat16(Half value) => (BFloat16)(float)value;
+    /// <summary>Rounds to nearest even.</summary>
+    public static explicit operator Half(BFloat16 value) => (Half)(float)value;
+
+    /// <summary>IEEE equality: NaN is unequal to everything, +0 equals -0.</summary>
+    public static bool operator ==(BFloat16 left, BFloat16 right) => (float)left == (float)right;
+    /// <summary>IEEE inequality.</summary>
+    public static bool operator !=(BFloat16 left, BFloat16 right) => (float)left != (float)right;
+    /// <summary>IEEE ordering.</summary>
+    public static bool operator <(BFloat16 left, BFloat16 right) => (float)left < (float)right;
+    /// <summary>IEEE ordering.</summary>
+    public static bool operator >(BFloat16 left, BFloat16 right) => (float)left > (float)right;
+    /// <summary>IEEE ordering.</summary>
+    public static bool operator <=(BFloat16 left, BFloat16 right) => (float)left <= (float)right;
+    /// <summary>IEEE ordering.</summary>
+    public static bool operator >=(BFloat16 left, BFloat16 right) => (float)left >= (float)right;
+
+    /// <summary>Equality as <see cref="float.Equals(float)"/>: NaN equals NaN.</summary>
+    public bool Equals(BFloat16 other) => ((float)this).Equals((float)other);
+    /// <summary>Equality as <see cref="float.Equals(object)"/>.</summary>
+    public override bool Equals(object? obj) => obj is BFloat16 other && Equals(other);
+    /// <summary>Consistent with <see cref="Equals(BFloat16)"/>.</summary>
+    public override int GetHashCode() => ((float)this).GetHashCode();
+    /// <summary>Total order as <see cref="float.CompareTo(float)"/>: NaN sorts first.</summary>
+    public int CompareTo(BFloat16 other) => ((float)this).CompareTo((float)other);
+
+    /// <summary>The value formatted as a <see cref="float"/>.</summary>
+    public override string ToString() => ((float)this).ToString(CultureInfo.CurrentCulture);
+    /// <summary>The value formatted as a <see cref="float"/>.</summary>
+    public string ToString(string? format, IFormatProvider? formatProvider) => ((float)this).ToString(format, formatProvider);
+    /// <summary>Formats the value as a <see cref="float"/>.</summary>
+    public bool TryFormat(Span<char> destination, out int charsWritten, ReadOnlySpan<char> format, IFormatProvider? provider) =>
+        ((float)this).TryFormat(destination, out charsWritten, format, provider);
+}

@@ -1,0 +1,117 @@
+using System.Runtime.InteropServices;
+using LlmKernels.Interop;
+
+namespace LlmKernels;
+
+/// <summary>Options for a <see cref="CpuContext"/>.</summary>
+public sealed record CpuContextOptions
+{
+    /// <summary>Threads, including the caller's; 0 means all logical cores.</summary>
+    public int ThreadCount { get; init; }
+
+    /// <summary>The ISA level to run; <see cref="CpuIsa.Auto"/> picks the best, or what <c>LLMK_ISA</c> names.
+    /// Forcing a level this CPU cannot run throws <see cref="NotSupportedException"/>.</summary>
+    public CpuIsa Isa { get; init; }
+}
+
+/// <summary>
+/// A native CPU context: a persistent thread pool and per-thread scratch, so kernel calls allocate
+/// nothing. One host thread at a time: a call that finds the context in use by another thread throws
+/// <see cref="InvalidOperationException"/> rather than racing. <see cref="Default"/> is the exception:
+/// it is shared, so calls on it are serialised.
+/// </summary>
+public sealed class CpuContext : IDisposable
+{
+    private static readonly Lazy<CpuContext> s_default = new(() => new CpuContext(null, serialized: true));
+
+    private readonly CpuContextHandle _handle;
+    private readonly object? _gate;
+
+    /// <summary>Creates a context.</summary>
+    /// <exception cref="ArgumentException">A negative or too large <see cref="CpuContextOptions.ThreadCount"/>.</exception>
+    /// <exception cref="NotSupportedException">The forced ISA is not supported by this CPU.</exception>
+    public CpuContext(CpuContextOptions? options = null) : this(options, serialized: false) { }
+
+    private unsafe CpuContext(CpuContextOptions? options, bool serialized)
+    {
+        AbiCheck.EnsureCompatible();
+        options ??= new CpuContextOptions();
+        ArgumentOutOfRangeException.ThrowIfNegative(options.ThreadCount, nameof(options));
+        if (!Enum.IsDefined(options.Isa))
+            throw new ArgumentOutOfRangeException(nameof(options), options.Isa, "Not a CpuIsa value.");
+        var native = new CpuOptions { NumThreads = options.ThreadCount, Isa = (Isa)options.Isa };
+        nint handle;
+        NativeStatus.ThrowIfFailed(NativeMethods.CpuContextCreate(&native, &handle), "lk_cpu_context_create");
+        _handle = new CpuContextHandle(handle);
+        CpuContextInfo info;
+        NativeStatus.ThrowIfFailed(NativeMethods.CpuContextGetInfo(handle, &info), "lk_cpu_context_get_info");
+        ThreadCount = info.NumThreads;
+        Isa = (CpuIsa)info.Isa;
+        _gate = serialized ? new object() : null;
+    }
+
+    /// <summary>A context over all cores at the best ISA, created on first use and shared by every
+    /// thread (calls on it are serialised). Never disposed.</summary>
+    public static CpuContext Default => s_default.Value;
+
+    /// <summary>Threads this context runs kernels on, including the caller's.</summary>
+    public int ThreadCount { get; }
+
+    /// <summary>The ISA level this context's kernels run.</summary>
+    public CpuIsa Isa { get; }
+
+    /// <summary>The ISA levels this CPU and OS can run.</summary>
+    public static IReadOnlyList<CpuIsa> SupportedIsas
+    {
+        get
+        {
+            AbiCheck.EnsureCompatible();
+            uint mask = NativeMethods.CpuSupportedIsas();
+            var isas = new List<CpuIsa>();
+            foreach (CpuIsa isa in Enum.GetValues<CpuIsa>())
+                if (isa != CpuIsa.Auto && (mask & (1u << (int)isa)) != 0)
+                    isas.Add(isa);
+            return isas;
+        }
+    }
+
+    /// <summary>Frees the thread pool; pending calls on other threads keep the native context alive until they return.</summary>
+    public void Dispose() => _handle.Dispose();
+
+    /// <summary>
+    /// Runs a native call with the raw handle, keeping the context alive for its duration
+    /// (DangerousAddRef) so a concurrent Dispose cannot free it under the call.
+    /// </summary>
+    internal unsafe Status Invoke<TParams>(TParams* parameters, delegate*<nint, TParams*, Status> call) where TParams : unmanaged
+    {
+        bool added = false;
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+            if (_gate is null)
+                return call(_handle.DangerousGetHandle(), parameters);
+            lock (_gate)
+                return call(_handle.DangerousGetHandle(), parameters);
+        }
+        finally
+        {
+            if (added)
+                _handle.DangerousRelease();
+        }
+    }
+
+    internal static CpuContext Resolve(CpuContext? context) => context ?? Default;
+
+    private sealed class CpuContextHandle : SafeHandle
+    {
+        public CpuContextHandle(nint handle) : base(0, ownsHandle: true) => SetHandle(handle);
+
+        public override bool IsInvalid => handle == 0;
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.CpuContextDestroy(handle);
+            return true;
+        }
+    }
+}

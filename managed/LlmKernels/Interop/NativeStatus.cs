@@ -1,0 +1,46 @@
+namespace LlmKernels.Interop;
+
+/// <summary>
+/// The one place a native <see cref="Status"/> becomes a managed exception carrying the native
+/// message (LibGit2Sharp's Ensure). Argument errors name the C argument; it is mapped to the C#
+/// parameter name where the two differ.
+/// </summary>
+internal static unsafe class NativeStatus
+{
+    internal static void ThrowIfFailed(Status status, string function)
+    {
+        if (status != Status.Ok)
+            Throw(status, function);
+    }
+
+    internal static string LastError() => Utf8(NativeMethods.LastError());
+
+    internal static string Utf8(byte* text) => text is null ? "" : new string((sbyte*)text);
+
+    private static void Throw(Status status, string function)
+    {
+        string message = $"{function}: {LastError()} ({Utf8(NativeMethods.StatusName(status))})";
+        throw status switch
+        {
+            Status.ErrInvalidArgument => new ArgumentException(message, ParameterName(LastError())),
+            Status.ErrUnsupported => new NotSupportedException(message),
+            Status.ErrOutOfMemory => new InsufficientMemoryException(message),
+            Status.ErrBusy => new InvalidOperationException(message),
+            _ => new LlmKernelsException(message, status),
+        };
+    }
+
+    // Native messages start with the argument's C name: "x_stride: ...".
+    private static string? ParameterName(string message)
+    {
+        int colon = message.IndexOf(':');
+        string name = colon > 0 ? message[..colon] : "";
+        return name switch
+        {
+            "" => null,
+            "y" => "destination",
+            "eps" => "epsilon",
+            _ => name,
+        };
+    }
+}
