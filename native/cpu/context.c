@@ -68,8 +68,8 @@ LK_API lk_status lk_cpu_context_create(const lk_cpu_options *options, lk_cpu_con
   if (!context->scratch) {
     int num_threads = context->num_threads;
     free(context);
-    return lk_fail(LK_ERR_OUT_OF_MEMORY, "context: cannot allocate %d x %zu bytes of scratch", num_threads,
-                   (size_t)LK_SCRATCH_BYTES_PER_THREAD);
+    return lk_fail(LK_ERR_OUT_OF_MEMORY, "context: cannot allocate %d x %llu bytes of scratch", num_threads,
+                   (unsigned long long)LK_SCRATCH_BYTES_PER_THREAD);
   }
   if (context->num_threads > 1) {
     lk_status status = lk_thread_pool_create(context->num_threads, &context->pool);
