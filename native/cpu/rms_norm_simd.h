@@ -19,8 +19,7 @@ static LK_INLINE int64_t LK_ISA_SUFFIX(sum_squares)(const void *x, void *residua
   do {                                                                                             \
     lk_vf v = lk_v_load(x, i + (offset), dtype);                                                   \
     if (fused) {                                                                                   \
-      v = lk_v_round(lk_v_add(lk_v_load(residual, i + (offset), dtype), v), dtype);                \
-      lk_v_store(residual, i + (offset), dtype, v);                                                \
+      v = lk_v_store_round(residual, i + (offset), dtype, lk_v_add(lk_v_load(residual, i + (offset), dtype), v)); \
     }                                                                                              \
     acc = lk_v_fmadd(v, v, acc);                                                                   \
   } while (0)
@@ -57,7 +56,7 @@ static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_rms_norm_job *job, in
 
   const void *in = fused ? residual : x;
   const float inv_rms = lk_rms_norm_inv_rms(sum_squares, n, p->eps);
-  const lk_vf inv_rms_v = lk_v_set1(inv_rms), one = lk_v_set1(offset_one ? 1.0f : 0.0f);
+  const lk_vf inv_rms_v = lk_v_set1(inv_rms), one = lk_v_set1(1.0f);
   /* Elements before y is aligned for a streaming store (and the tail) use the scalar path. */
   int64_t head = job->streaming ? lk_stream_head(y, dtype) : 0;
   bool streaming = job->streaming && head >= 0 && head < n;
@@ -65,7 +64,8 @@ static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_rms_norm_job *job, in
   for (i = 0; i < head; i++)
     lk_store_element(y, i, dtype, lk_load_element(in, i, dtype) * inv_rms * lk_rms_norm_weight(p, i));
   for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) {
-    lk_vf w = lk_v_add(lk_v_load(p->weight, i, weight_dtype), one);
+    lk_vf w = lk_v_load(p->weight, i, weight_dtype);
+    if (offset_one) w = lk_v_add(w, one);
     lk_vf v = lk_v_mul(lk_v_mul(lk_v_load(in, i, dtype), inv_rms_v), w);
     if (streaming) lk_v_stream(y, i, dtype, v);
     else lk_v_store(y, i, dtype, v);

@@ -57,10 +57,17 @@ static LK_INLINE void lk_v_stream_f16(uint16_t *p, lk_vf v) { _mm_stream_si128((
 static LK_INLINE void lk_v_stream_bf16(uint16_t *p, lk_vf v) { _mm_stream_si128((__m128i *)p, lk_v_pack_bf16(v)); }
 static LK_INLINE void lk_v_stream_fence(void) { _mm_sfence(); }
 
-/* What storing to a 16-bit dtype and loading back gives, without the memory round trip. */
-static LK_INLINE lk_vf lk_v_round_f16(lk_vf v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, LK_F16_ROUNDING)); }
-static LK_INLINE lk_vf lk_v_round_bf16(lk_vf v) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(lk_v_bf16_bits(v), 16));
+
+/* Store to a 16-bit dtype and return the rounded value stored, converting once. */
+static LK_INLINE lk_vf lk_v_store_round_f16(uint16_t *p, lk_vf v) {
+  __m128i h = _mm256_cvtps_ph(v, LK_F16_ROUNDING);
+  _mm_storeu_si128((__m128i *)p, h);
+  return _mm256_cvtph_ps(h);
+}
+static LK_INLINE lk_vf lk_v_store_round_bf16(uint16_t *p, lk_vf v) {
+  __m256i h = lk_v_bf16_bits(v);
+  _mm_storeu_si128((__m128i *)p, _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
 }
 
 #endif /* LK_SIMD_AVX2_H */

@@ -50,9 +50,17 @@ static LK_INLINE void lk_v_stream_f16(uint16_t *p, lk_vf v) { _mm256_stream_si25
 static LK_INLINE void lk_v_stream_bf16(uint16_t *p, lk_vf v) { _mm256_stream_si256((__m256i *)p, lk_v_pack_bf16(v)); }
 static LK_INLINE void lk_v_stream_fence(void) { _mm_sfence(); }
 
-static LK_INLINE lk_vf lk_v_round_f16(lk_vf v) { return _mm512_cvtph_ps(_mm512_cvtps_ph(v, LK_F16_ROUNDING)); }
-static LK_INLINE lk_vf lk_v_round_bf16(lk_vf v) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(lk_v_bf16_bits(v), 16));
+
+/* Store to a 16-bit dtype and return the rounded value stored, converting once. */
+static LK_INLINE lk_vf lk_v_store_round_f16(uint16_t *p, lk_vf v) {
+  __m256i h = _mm512_cvtps_ph(v, LK_F16_ROUNDING);
+  _mm256_storeu_si256((__m256i *)p, h);
+  return _mm512_cvtph_ps(h);
+}
+static LK_INLINE lk_vf lk_v_store_round_bf16(uint16_t *p, lk_vf v) {
+  __m512i h = lk_v_bf16_bits(v);
+  _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(h));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
 }
 
 #endif /* LK_SIMD_AVX512_H */

@@ -26,11 +26,12 @@ static LK_INLINE void lk_v_stream(void *base, int64_t i, lk_dtype dtype, lk_vf v
   default: lk_v_stream_f32((float *)base + i, v); break;
   }
 }
-static LK_INLINE lk_vf lk_v_round(lk_vf v, lk_dtype dtype) {
+/* Stores v as dtype and returns what was stored, widened back: the rounded value. */
+static LK_INLINE lk_vf lk_v_store_round(void *base, int64_t i, lk_dtype dtype, lk_vf v) {
   switch (dtype) {
-  case LK_DTYPE_F16: return lk_v_round_f16(v);
-  case LK_DTYPE_BF16: return lk_v_round_bf16(v);
-  default: return v;
+  case LK_DTYPE_F16: return lk_v_store_round_f16((uint16_t *)base + i, v);
+  case LK_DTYPE_BF16: return lk_v_store_round_bf16((uint16_t *)base + i, v);
+  default: lk_v_store_f32((float *)base + i, v); return v;
   }
 }
 
