@@ -1,0 +1,116 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using LlmKernels.Interop;
+
+namespace LlmKernels.Peers;
+
+/// <summary>
+/// `llmk bench [--quick] [--json FILE] [--threads N]`: this machine's ceilings, then RMSNorm and
+/// fused-add RMSNorm (f32, bf16; [1, 4096], [512, 4096], [4096, 8192]) in GB/s, as a fraction of
+/// the copy ceiling, and as ratios to every peer, all measured in this process with one thread
+/// count; then the managed call's overhead over the raw P/Invoke.
+/// </summary>
+public static class BenchCommand
+{
+    public static int Run(string[] args, TextWriter output)
+    {
+        var options = BenchOptions.Parse(args, out string error);
+        if (options is null)
+        {
+            output.WriteLine($"llmk bench: {error}");
+            output.WriteLine(BenchOptions.Usage);
+            return 2;
+        }
+
+        DateTime started = DateTime.UtcNow;
+        CpuContext context;
+        try
+        {
+            context = new CpuContext(new CpuContextOptions { ThreadCount = options.Threads });
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or InvalidOperationException or NotSupportedException or LlmKernelsException)
+        {
+            output.WriteLine($"llmk bench: LlmKernels cannot run here: {e.Message}");
+            return 1;
+        }
+
+        using (context)
+        {
+            string isa = context.Isa.ToString().ToLowerInvariant();
+            var versions = Versions();
+            double? loadStart = MachineInfo.LoadAverage();
+            output.WriteLine($"llmk bench{(options.Quick ? " --quick" : "")}: {MachineInfo.CpuName() ?? "unknown CPU"}, {options.Threads} threads");
+            WriteLoad(output, "load average at start", loadStart, warn: true);
+            foreach (var (name, version) in versions)
+                output.WriteLine($"  {name,-24} {version}");
+            output.WriteLine();
+
+            var ceilings = Ceilings.Measure(options.Threads, Ceilings.BufferBytesFor(MachineInfo.LastLevelCacheBytes()), options.CeilingRepetitions);
+            var table = new BenchTable(output, ceilings);
+            table.WriteCeilings(isa);
+            table.WriteHeader();
+
+            var rows = new List<RmsNormRow>();
+            foreach (bool fused in new[] { false, true })
+            foreach (var dtype in new[] { BenchDtype.F32, BenchDtype.Bf16 })
+            foreach (var (shapeRows, hidden) in RmsNormCase.StandardShapes)
+            {
+                var row = RmsNormMeasurement.MeasureRow(new RmsNormCase(fused, dtype, shapeRows, hidden), context, options.Threads, options.Timing, RmsNormPeers.Peers);
+                rows.Add(row);
+                table.WriteRow(row);
+                output.Flush();
+            }
+
+            CallOverheadResult? overhead = null;
+            if (rows.All(r => r.Ours.Status == PeerStatus.Ok))
+            {
+                overhead = CallOverhead.Measure(context, options.OverheadIterations, options.OverheadSamples);
+                table.WriteOverhead(overhead);
+            }
+            table.WriteFooter(rows);
+            double? loadEnd = MachineInfo.LoadAverage();
+            output.WriteLine();
+            // This run's own threads are part of the load by now: the end value is recorded, not judged.
+            WriteLoad(output, "load average at end", loadEnd, warn: false);
+
+            if (options.JsonPath is { } path)
+            {
+                BenchJson.Write(path, new BenchRun(options, started, isa, versions, ceilings, overhead, rows, loadStart, loadEnd));
+                output.WriteLine();
+                output.WriteLine($"wrote {path}");
+            }
+            // Peers may be missing on a machine; LlmKernels itself must run and agree with the reference.
+            return rows.All(r => r.Ours.Status == PeerStatus.Ok) ? 0 : 1;
+        }
+    }
+
+    private static void WriteLoad(TextWriter output, string label, double? load, bool warn)
+    {
+        if (load is not double l)
+            return;
+        string warning = warn && l > Environment.ProcessorCount * 0.5
+            ? $" (other work competes for the {Environment.ProcessorCount} cores: compare ratios within this run only)"
+            : "";
+        output.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"  {label}: {l:F2}{warning}"));
+    }
+
+    /// <summary>What was measured, for the header and the JSON: a peer that cannot load says why here.</summary>
+    public static unsafe IReadOnlyList<(string Name, string? Version)> Versions()
+    {
+        string? Try(Func<string?> get)
+        {
+            try { return get(); }
+            catch (Exception e) { return $"unavailable: {e.Message.Split('\n')[0]}"; }
+        }
+        return
+        [
+            ("llmkernels", Try(() => Marshal.PtrToStringUTF8((nint)NativeMethods.Version()))),
+            ("ggml", Try(() => GgmlLibrary.TryGet(out string reason) is { } ggml
+                ? $"{GgmlLibrary.PackageId} {GgmlLibrary.PackageVersion} ({ggml.Directory})"
+                : $"unavailable: {reason}")),
+            ("onnxruntime", Try(() => $"Microsoft.ML.OnnxRuntime {OrtRmsNormPeer.Version} (CPU EP)")),
+            ("system.numerics.tensors", Try(() => typeof(System.Numerics.Tensors.TensorPrimitives).Assembly
+                .GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0])),
+        ];
+    }
+}

@@ -1,0 +1,120 @@
+using System.Text.Json;
+
+namespace LlmKernels.Peers;
+
+/// <summary>
+/// `llmk bench --json FILE`: one document per run, for comparing machines. Each case gives one
+/// record for LlmKernels alone (peer null) and one per peer, each record self-contained (our
+/// seconds and the peer's side by side), with the schema of bench/README.md.
+/// </summary>
+public static class BenchJson
+{
+    public static void Write(string path, BenchRun run)
+    {
+        using var stream = File.Create(path);
+        using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+        json.WriteStartObject();
+        json.WriteString("tool", "llmk bench");
+        json.WriteNumber("schema", 1);
+        json.WriteString("utc", run.StartedUtc.ToString("O"));
+        json.WriteBoolean("quick", run.Options.Quick);
+
+        json.WriteStartObject("machine");
+        json.WriteString("cpu", MachineInfo.CpuName());
+        json.WriteNumber("logical_cores", Environment.ProcessorCount);
+        json.WriteString("os", MachineInfo.Os);
+        json.WriteString("runtime", System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription);
+        WriteNullable(json, "load_average_start", run.LoadAverageStart);
+        WriteNullable(json, "load_average_end", run.LoadAverageEnd);
+        json.WriteEndObject();
+
+        json.WriteStartObject("versions");
+        foreach (var (name, version) in run.Versions)
+            json.WriteString(name, version);
+        json.WriteEndObject();
+
+        var c = run.Ceilings;
+        json.WriteStartObject("ceilings");
+        json.WriteNumber("threads", c.Threads);
+        json.WriteNumber("buffer_bytes", c.BufferBytes);
+        json.WriteNumber("copy_gbps", c.CopyGBps);
+        json.WriteNumber("copy_plain_gbps", c.CopyPlainGBps);
+        WriteNullable(json, "copy_streaming_gbps", c.CopyStreamingGBps);
+        json.WriteNumber("read_gbps", c.ReadGBps);
+        WriteNullable(json, "fma_gflops", c.FmaGflops);
+        json.WriteEndObject();
+
+        if (run.Overhead is { } o)
+        {
+            json.WriteStartObject("call_overhead");
+            json.WriteString("kernel", "rms_norm");
+            json.WriteString("dtype", "f32");
+            WriteShape(json, o.Rows, o.Hidden);
+            json.WriteNumber("managed_seconds", o.ManagedSeconds);
+            json.WriteNumber("native_seconds", o.NativeSeconds);
+            json.WriteNumber("ratio", o.Ratio);
+            json.WriteEndObject();
+        }
+
+        json.WriteStartArray("records");
+        foreach (var row in run.Rows)
+        {
+            WriteRecord(json, run, row, null);
+            foreach (var peer in row.Peers)
+                WriteRecord(json, run, row, peer);
+        }
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    private static void WriteRecord(Utf8JsonWriter json, BenchRun run, RmsNormRow row, PeerResult? peer)
+    {
+        var c = row.Case;
+        json.WriteStartObject();
+        json.WriteString("kernel", c.Kernel);
+        json.WriteString("dtype", c.Dtype.Name());
+        WriteShape(json, c.Rows, c.Hidden);
+        json.WriteString("isa", run.Isa);
+        json.WriteNumber("threads", row.Ours.Threads);
+        WriteNullable(json, "seconds", row.Ours.Seconds);
+        json.WriteNumber("bytes", row.Ours.Bytes);
+        WriteNullable(json, "gbps", row.Ours.GBps);
+        json.WriteNumber("ceiling_gbps", run.Ceilings.CopyGBps);
+        json.WriteString("status", row.Ours.StatusText);
+        if (peer is null)
+        {
+            json.WriteNull("peer");
+            json.WriteNull("peer_seconds");
+        }
+        else
+        {
+            json.WriteString("peer", peer.Peer);
+            WriteNullable(json, "peer_seconds", peer.Seconds);
+            json.WriteString("peer_dtype", peer.Dtype.Name());
+            json.WriteNumber("peer_threads", peer.Threads);
+            json.WriteNumber("peer_bytes", peer.Bytes);
+            WriteNullable(json, "peer_gbps", peer.GBps);
+            WriteNullable(json, "ratio", RmsNormRow.Ratio(row.Ours, peer));
+            json.WriteString("peer_status", peer.StatusText);
+            if (peer.Detail.Length > 0)
+                json.WriteString("peer_detail", peer.Detail);
+        }
+        json.WriteEndObject();
+    }
+
+    private static void WriteShape(Utf8JsonWriter json, long rows, long hidden)
+    {
+        json.WriteStartArray("shape");
+        json.WriteNumberValue(rows);
+        json.WriteNumberValue(hidden);
+        json.WriteEndArray();
+    }
+
+    private static void WriteNullable(Utf8JsonWriter json, string name, double? value)
+    {
+        if (value is double v && double.IsFinite(v))
+            json.WriteNumber(name, v);
+        else
+            json.WriteNull(name);
+    }
+}

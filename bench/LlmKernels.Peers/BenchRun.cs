@@ -1,0 +1,13 @@
+namespace LlmKernels.Peers;
+
+/// <summary>Everything one `llmk bench` run measured.</summary>
+public sealed record BenchRun(
+    BenchOptions Options,
+    DateTime StartedUtc,
+    string Isa,
+    IReadOnlyList<(string Name, string? Version)> Versions,
+    Ceilings Ceilings,
+    CallOverheadResult? Overhead,
+    IReadOnlyList<RmsNormRow> Rows,
+    double? LoadAverageStart,
+    double? LoadAverageEnd);

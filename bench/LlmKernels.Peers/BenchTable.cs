@@ -1,0 +1,89 @@
+using System.Globalization;
+
+namespace LlmKernels.Peers;
+
+/// <summary>The text `llmk bench` prints: one line per case as it finishes, then the peers' own GB/s.</summary>
+public sealed class BenchTable(TextWriter output, Ceilings ceilings)
+{
+    private static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
+
+    public void WriteCeilings(string isa)
+    {
+        var c = ceilings;
+        output.WriteLine(string.Create(Invariant, $"ceilings ({c.Threads} threads, same process, best of several; buffers {c.BufferBytes >> 20} MiB each):"));
+        output.WriteLine(string.Create(Invariant, $"  copy     {c.CopyGBps,7:F1} GB/s   (plain {c.CopyPlainGBps:F1}, streaming stores {Format(c.CopyStreamingGBps)}; read + write bytes)"));
+        output.WriteLine(string.Create(Invariant, $"  read     {c.ReadGBps,7:F1} GB/s"));
+        if (c.FmaGflops is double fma)
+            output.WriteLine(string.Create(Invariant, $"  fma      {fma,7:F1} GFLOP/s (AVX2, 10 chains per thread)"));
+        output.WriteLine(string.Create(Invariant, $"LlmKernels isa {isa}; GB/s = minimal read + write traffic / best time; ratios = peer time / LlmKernels time (>1: LlmKernels faster)"));
+        output.WriteLine();
+    }
+
+    public void WriteHeader()
+    {
+        output.WriteLine(string.Create(Invariant, $"{"kernel",-19} {"dtype",-5} {"shape",-10} {"us/call",9} {"GB/s",7} {"of copy",7}  {"ggml",-11} {"onnxruntime",-11} {"tensorprim",-11} {"naive",-11}"));
+        output.WriteLine(new string('-', 110));
+    }
+
+    public void WriteRow(RmsNormRow row)
+    {
+        var c = row.Case;
+        var ours = row.Ours;
+        string time = ours.Seconds is double s ? (s * 1e6).ToString("F2", Invariant) : ours.StatusText;
+        string gbps = ours.GBps is double g ? g.ToString("F1", Invariant) : "-";
+        string fraction = ours.GBps is double f ? (f / ceilings.CopyGBps).ToString("P0", Invariant).Replace(" ", "", StringComparison.Ordinal) : "-";
+        output.Write(string.Create(Invariant, $"{c.Kernel,-19} {c.Dtype.Name(),-5} {c.ShapeText,-10} {time,9} {gbps,7} {fraction,7} "));
+        foreach (var name in RmsNormPeers.Peers)
+            output.Write(string.Create(Invariant, $" {Cell(row, name),-11}"));
+        output.WriteLine();
+        if (ours.Status != PeerStatus.Ok)
+            output.WriteLine(string.Create(Invariant, $"    llmkernels {ours.StatusText}: {ours.Detail}"));
+    }
+
+    private static string Cell(RmsNormRow row, string name)
+    {
+        var peer = row.Peers.FirstOrDefault(p => p.Peer == name);
+        if (peer is null)
+            return "-";
+        if (peer.Status != PeerStatus.Ok)
+            return peer.Status == PeerStatus.Unavailable ? "n/a" : peer.StatusText.ToUpperInvariant();
+        string ratio = RmsNormRow.Ratio(row.Ours, peer) is double r ? r.ToString("F2", Invariant) + "x" : "-";
+        return peer.Dtype == row.Case.Dtype ? ratio : $"{ratio} {peer.Dtype.Name()}";
+    }
+
+    /// <summary>Notes on the cells, then every peer's own GB/s and any reason a peer did not run.</summary>
+    public void WriteFooter(IReadOnlyList<RmsNormRow> rows)
+    {
+        output.WriteLine();
+        output.WriteLine("ggml runs f32 only (its CPU rms_norm), so bf16 rows compare with its f32 run (marked f32);");
+        output.WriteLine("tensorprim and naive are single-threaded by nature; ggml and onnxruntime use the same thread count as LlmKernels.");
+        output.WriteLine("n/a: peer unavailable here; MISMATCH: its result disagreed with the float64 reference and was not timed.");
+        output.WriteLine();
+        output.WriteLine(string.Create(Invariant, $"{"peer GB/s",-36} {"llmkernels",11} {"ggml",11} {"onnxruntime",11} {"tensorprim",11} {"naive",11}"));
+        foreach (var row in rows)
+        {
+            output.Write(string.Create(Invariant, $"{row.Case.Kernel + " " + row.Case.Dtype.Name() + " " + row.Case.ShapeText,-36} {Format(row.Ours.GBps),11}"));
+            foreach (var name in RmsNormPeers.Peers)
+                output.Write(string.Create(Invariant, $" {Format(row.Peers.FirstOrDefault(p => p.Peer == name)?.GBps),11}"));
+            output.WriteLine();
+        }
+        var reasons = rows.SelectMany(r => r.Peers.Prepend(r.Ours).Where(p => p.Status != PeerStatus.Ok)
+                .Select(p => $"{p.Peer} {r.Case.Kernel} {r.Case.Dtype.Name()} {r.Case.ShapeText}: {p.StatusText}: {p.Detail}"))
+            .Distinct().ToList();
+        if (reasons.Count > 0)
+        {
+            output.WriteLine();
+            foreach (var reason in reasons)
+                output.WriteLine(reason);
+        }
+    }
+
+    public void WriteOverhead(CallOverheadResult overhead)
+    {
+        output.WriteLine();
+        output.WriteLine(string.Create(Invariant,
+            $"call overhead, rms_norm f32 [{overhead.Rows}, {overhead.Hidden}]: Kernels.RmsNorm {overhead.ManagedSeconds * 1e9:F0} ns, lk_rms_norm P/Invoke {overhead.NativeSeconds * 1e9:F0} ns, ratio {overhead.Ratio:F3}"));
+    }
+
+    private static string Format(double? value) => value is double v ? v.ToString("F1", Invariant) : "-";
+}

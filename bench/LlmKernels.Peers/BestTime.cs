@@ -1,0 +1,51 @@
+using System.Diagnostics;
+
+namespace LlmKernels.Peers;
+
+/// <summary>How long to measure: samples of at least <see cref="SampleSeconds"/>, until the budget is spent.</summary>
+public readonly record struct TimingPlan(double SampleSeconds, double BudgetSeconds, int MinSamples, int MaxSamples)
+{
+    public static TimingPlan Full { get; } = new(0.002, 0.5, 5, 200);
+
+    /// <summary>For `llmk bench --quick`: the whole run in about a minute on a 2-core machine.</summary>
+    public static TimingPlan Quick { get; } = new(0.001, 0.12, 3, 60);
+}
+
+/// <summary>
+/// The best (minimum) time per operation over several samples, after warm-up. The minimum is the
+/// estimate least disturbed by the noise a shared machine adds; short operations are repeated
+/// inside a sample so that the clock's resolution and the loop are negligible.
+/// </summary>
+public static class BestTime
+{
+    public static double Measure<T>(T operation, TimingPlan plan) where T : ITimedOperation
+    {
+        // Warm-up: the first calls pay for page faults, JIT tiering and waking thread pools.
+        long start = Stopwatch.GetTimestamp();
+        double single = double.MaxValue;
+        for (int i = 0; i < 3 || Seconds(start) < plan.BudgetSeconds * 0.1; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            operation.Run();
+            single = Math.Min(single, Seconds(t0));
+            if (i >= 2 && Seconds(start) > plan.BudgetSeconds)
+                break;
+        }
+
+        int inner = (int)Math.Clamp(Math.Ceiling(plan.SampleSeconds / Math.Max(single, 1e-9)), 1, 1_000_000);
+        double best = double.MaxValue;
+        long measured = Stopwatch.GetTimestamp();
+        for (int sample = 0; sample < plan.MaxSamples; sample++)
+        {
+            if (sample >= plan.MinSamples && Seconds(measured) > plan.BudgetSeconds)
+                break;
+            long t0 = Stopwatch.GetTimestamp();
+            for (int i = 0; i < inner; i++)
+                operation.Run();
+            best = Math.Min(best, Seconds(t0) / inner);
+        }
+        return best;
+    }
+
+    private static double Seconds(long since) => Stopwatch.GetElapsedTime(since).TotalSeconds;
+}

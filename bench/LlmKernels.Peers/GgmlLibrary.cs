@@ -1,0 +1,168 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
+
+namespace LlmKernels.Peers;
+
+/// <summary>
+/// ggml's CPU kernels, as shipped in the NuGet package LLamaSharp.Backend.Cpu 0.30.0: the three
+/// libraries are loaded by full path from the package folder, in dependency order, and the few
+/// functions the peers call are resolved once into unmanaged function pointers. Declarations follow
+/// ggml.h and ggml-cpu.h of that release (see /work/shared/peers/ggml_peers.c for the C view).
+/// </summary>
+public sealed unsafe class GgmlLibrary
+{
+    public const string PackageId = "LLamaSharp.Backend.Cpu";
+    public const string PackageVersion = "0.30.0";
+
+    /// <summary>Overrides the folder searched for the ggml libraries.</summary>
+    public const string DirectoryVariable = "LLMK_GGML_DIR";
+
+    /// <summary>ggml_type values used here.</summary>
+    public const int TypeF32 = 0;
+
+    private static readonly Lazy<(GgmlLibrary? Library, string Reason)> s_instance = new(Load);
+
+    /// <summary>The loaded library, or null with the reason it is unavailable. Never throws.</summary>
+    public static GgmlLibrary? TryGet(out string reason)
+    {
+        var (library, why) = s_instance.Value;
+        reason = why;
+        return library;
+    }
+
+    public string Directory { get; }
+
+    // ggml-base: contexts, tensors, graphs
+    public readonly delegate* unmanaged<GgmlInitParams, nint> Init;
+    public readonly delegate* unmanaged<nint, void> Free;
+    public readonly delegate* unmanaged<nuint> TensorOverhead;
+    public readonly delegate* unmanaged<nuint> GraphOverhead;
+    public readonly delegate* unmanaged<nint, int, long, nint> NewTensor1d;
+    public readonly delegate* unmanaged<nint, int, long, long, nint> NewTensor2d;
+    public readonly delegate* unmanaged<nint, nint, float, nint> RmsNorm;
+    public readonly delegate* unmanaged<nint, nint, nint, nint> Mul;
+    public readonly delegate* unmanaged<nint, nint, nint, nint> Add;
+    public readonly delegate* unmanaged<nint, nint> NewGraph;
+    public readonly delegate* unmanaged<nint, nint, void> BuildForwardExpand;
+    public readonly delegate* unmanaged<nint, void*> GetData;
+    // ggml-cpu: planning and running a graph, thread pools
+    public readonly delegate* unmanaged<void> CpuInit;
+    public readonly delegate* unmanaged<nint, int, nint, GgmlCplan> GraphPlan;
+    public readonly delegate* unmanaged<nint, GgmlCplan*, int> GraphCompute;
+    public readonly delegate* unmanaged<void*, int, void> ThreadpoolParamsInit;
+    public readonly delegate* unmanaged<void*, nint> ThreadpoolNew;
+    public readonly delegate* unmanaged<nint, void> ThreadpoolFree;
+
+    private GgmlLibrary(string directory, nint @base, nint cpu)
+    {
+        Directory = directory;
+        Init = (delegate* unmanaged<GgmlInitParams, nint>)NativeLibrary.GetExport(@base, "ggml_init");
+        Free = (delegate* unmanaged<nint, void>)NativeLibrary.GetExport(@base, "ggml_free");
+        TensorOverhead = (delegate* unmanaged<nuint>)NativeLibrary.GetExport(@base, "ggml_tensor_overhead");
+        GraphOverhead = (delegate* unmanaged<nuint>)NativeLibrary.GetExport(@base, "ggml_graph_overhead");
+        NewTensor1d = (delegate* unmanaged<nint, int, long, nint>)NativeLibrary.GetExport(@base, "ggml_new_tensor_1d");
+        NewTensor2d = (delegate* unmanaged<nint, int, long, long, nint>)NativeLibrary.GetExport(@base, "ggml_new_tensor_2d");
+        RmsNorm = (delegate* unmanaged<nint, nint, float, nint>)NativeLibrary.GetExport(@base, "ggml_rms_norm");
+        Mul = (delegate* unmanaged<nint, nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_mul");
+        Add = (delegate* unmanaged<nint, nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_add");
+        NewGraph = (delegate* unmanaged<nint, nint>)NativeLibrary.GetExport(@base, "ggml_new_graph");
+        BuildForwardExpand = (delegate* unmanaged<nint, nint, void>)NativeLibrary.GetExport(@base, "ggml_build_forward_expand");
+        GetData = (delegate* unmanaged<nint, void*>)NativeLibrary.GetExport(@base, "ggml_get_data");
+        CpuInit = (delegate* unmanaged<void>)NativeLibrary.GetExport(cpu, "ggml_cpu_init");
+        GraphPlan = (delegate* unmanaged<nint, int, nint, GgmlCplan>)NativeLibrary.GetExport(cpu, "ggml_graph_plan");
+        GraphCompute = (delegate* unmanaged<nint, GgmlCplan*, int>)NativeLibrary.GetExport(cpu, "ggml_graph_compute");
+        ThreadpoolParamsInit = (delegate* unmanaged<void*, int, void>)NativeLibrary.GetExport(@base, "ggml_threadpool_params_init");
+        ThreadpoolNew = (delegate* unmanaged<void*, nint>)NativeLibrary.GetExport(cpu, "ggml_threadpool_new");
+        ThreadpoolFree = (delegate* unmanaged<nint, void>)NativeLibrary.GetExport(cpu, "ggml_threadpool_free");
+        CpuInit(); // fills ggml's f16 tables; idempotent
+    }
+
+    private static (GgmlLibrary?, string) Load()
+    {
+        var tried = new List<string>();
+        foreach (var directory in CandidateDirectories())
+        {
+            string[] files = [.. new[] { "ggml-base", "ggml-cpu", "ggml" }.Select(name => Path.Combine(directory, FileName(name)))];
+            if (!files.All(File.Exists))
+            {
+                tried.Add($"{directory}: not found");
+                continue;
+            }
+            try
+            {
+                // Dependency order: ggml-cpu and ggml name ggml-base by soname, which is then already loaded.
+                nint @base = NativeLibrary.Load(files[0]);
+                nint cpu = NativeLibrary.Load(files[1]);
+                NativeLibrary.Load(files[2]);
+                return (new GgmlLibrary(directory, @base, cpu), "");
+            }
+            catch (Exception e) when (e is DllNotFoundException or BadImageFormatException or EntryPointNotFoundException)
+            {
+                tried.Add($"{directory}: {e.Message}");
+            }
+        }
+        return (null, $"{PackageId} {PackageVersion} not found (run `dotnet restore`, or set {DirectoryVariable}); tried " + string.Join("; ", tried));
+    }
+
+    /// <summary>The package's native folder for this OS and CPU, under each NuGet packages root.</summary>
+    private static IEnumerable<string> CandidateDirectories()
+    {
+        if (Environment.GetEnvironmentVariable(DirectoryVariable) is { Length: > 0 } overridden)
+            yield return overridden;
+        string? relative = RuntimeFolder();
+        if (relative is null)
+            yield break;
+        var roots = new List<string>();
+        // The folder restore used for this build, then the documented global-packages locations.
+        if (typeof(GgmlLibrary).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+                .FirstOrDefault(a => a.Key == "LLamaSharpBackendCpuPath")?.Value is { Length: > 0 } restored)
+            roots.Add(restored);
+        string packages = Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } p
+            ? p : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+        roots.Add(Path.Combine(packages, PackageId.ToLowerInvariant(), PackageVersion));
+        foreach (var root in roots.Distinct())
+            yield return Path.Combine(root, relative);
+    }
+
+    /// <summary>
+    /// The package ships one build per x86 ISA level; avx2 is the level LlmKernels' AVX2 kernels
+    /// compete with (the avx512 build would compare against a different instruction set).
+    /// </summary>
+    private static string? RuntimeFolder()
+    {
+        if (RuntimeInformation.ProcessArchitecture != Architecture.X64)
+            return null;
+        string level = Avx2.IsSupported ? "avx2" : Avx.IsSupported ? "avx" : "noavx";
+        string os = OperatingSystem.IsWindows() ? "win-x64" : OperatingSystem.IsLinux() ? "linux-x64" : "";
+        return os.Length == 0 ? null : Path.Combine("LLamaSharpRuntimes", os, "native", level);
+    }
+
+    private static string FileName(string name) => OperatingSystem.IsWindows() ? name + ".dll" : "lib" + name + ".so";
+}
+
+/// <summary>struct ggml_init_params, passed by value.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct GgmlInitParams
+{
+    public nuint MemSize;
+    public nint MemBuffer;
+    public byte NoAlloc; // C bool
+}
+
+/// <summary>
+/// struct ggml_cplan as of this ggml release, returned by value from ggml_graph_plan. The reserved
+/// tail makes the caller's copy larger than the callee writes, so a field added by a later ggml
+/// cannot write past it (the struct is returned through memory either way).
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct GgmlCplan
+{
+    public nuint WorkSize;
+    public byte* WorkData;
+    public int NThreads;
+    public nint Threadpool;
+    public nint AbortCallback;
+    public nint AbortCallbackData;
+    public fixed byte Reserved[64];
+}
