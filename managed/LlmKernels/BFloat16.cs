@@ -61,8 +61,21 @@ public readonly struct BFloat16 : IEquatable<BFloat16>, IComparable<BFloat16>, I
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static explicit operator float(BFloat16 value) => BitConverter.UInt32BitsToSingle((uint)value._bits << 16);
 
-    /// <summary>Converts through <see cref="float"/> (double rounding can differ from a direct conversion in the last bit).</summary>
-    public static explicit operator BFloat16(double value) => (BFloat16)(float)value;
+    /// <summary>Rounds to nearest even, once (not through a rounded <see cref="float"/>).</summary>
+    public static explicit operator BFloat16(double value) => (BFloat16)NarrowRoundToOdd(value);
+
+    // double -> float rounding to odd, then float -> bf16 rounding to nearest even, gives the same
+    // result as one rounding of the double: the sticky lsb keeps a value just off a bf16 tie off it.
+    private static float NarrowRoundToOdd(double value)
+    {
+        float f = (float)value;
+        if ((!float.IsFinite(f) && !double.IsFinite(value)) || (double)f == value)
+            return f;
+        uint bits = BitConverter.SingleToUInt32Bits(f);
+        if (Math.Abs((double)f) > Math.Abs(value))
+            bits--; // truncate toward zero (also brings an overflow to infinity back to MaxValue)
+        return BitConverter.UInt32BitsToSingle(bits | 1);
+    }
     /// <summary>Exact.</summary>
     public static explicit operator double(BFloat16 value) => (float)value;
     /// <summary>Converts through <see cref="float"/>; exact for every finite Half of bf16's precision.</summary>
@@ -92,11 +105,35 @@ public readonly struct BFloat16 : IEquatable<BFloat16>, IComparable<BFloat16>, I
     /// <summary>Total order as <see cref="float.CompareTo(float)"/>: NaN sorts first.</summary>
     public int CompareTo(BFloat16 other) => ((float)this).CompareTo((float)other);
 
-    /// <summary>The value formatted as a <see cref="float"/>.</summary>
-    public override string ToString() => ((float)this).ToString(CultureInfo.CurrentCulture);
-    /// <summary>The value formatted as a <see cref="float"/>.</summary>
-    public string ToString(string? format, IFormatProvider? formatProvider) => ((float)this).ToString(format, formatProvider);
-    /// <summary>Formats the value as a <see cref="float"/>.</summary>
-    public bool TryFormat(Span<char> destination, out int charsWritten, ReadOnlySpan<char> format, IFormatProvider? provider) =>
-        ((float)this).TryFormat(destination, out charsWritten, format, provider);
+    /// <summary>The shortest decimal text that reads back as this value (as <see cref="Half"/> formats).</summary>
+    public override string ToString() => ToString(null, CultureInfo.CurrentCulture);
+    /// <summary>Shortest round-trip text without a format; otherwise the value formatted as a <see cref="float"/>.</summary>
+    public string ToString(string? format, IFormatProvider? formatProvider) =>
+        string.IsNullOrEmpty(format) ? Shortest(formatProvider) : ((float)this).ToString(format, formatProvider);
+    /// <summary>Formats as <see cref="ToString(string?, IFormatProvider?)"/> does.</summary>
+    public bool TryFormat(Span<char> destination, out int charsWritten, ReadOnlySpan<char> format, IFormatProvider? provider)
+    {
+        if (format.IsEmpty)
+        {
+            string text = Shortest(provider);
+            charsWritten = text.TryCopyTo(destination) ? text.Length : 0;
+            return charsWritten == text.Length;
+        }
+        return ((float)this).TryFormat(destination, out charsWritten, format, provider);
+    }
+
+    // The fewest significant digits that read back as this value, as Half and float format.
+    private string Shortest(IFormatProvider? provider)
+    {
+        float value = (float)this;
+        if (!float.IsFinite(value))
+            return value.ToString(provider);
+        for (int digits = 1; digits < 9; digits++)
+        {
+            string text = value.ToString("G" + digits.ToString(CultureInfo.InvariantCulture), provider);
+            if (float.TryParse(text, NumberStyles.Float, provider, out float parsed) && ((BFloat16)parsed)._bits == _bits)
+                return text;
+        }
+        return value.ToString(provider);
+    }
 }

@@ -26,6 +26,7 @@ public sealed class CpuContext : IDisposable
 
     private readonly CpuContextHandle _handle;
     private readonly object? _gate;
+    private readonly bool _isDefault;
 
     /// <summary>Creates a context.</summary>
     /// <exception cref="ArgumentException">A negative or too large <see cref="CpuContextOptions.ThreadCount"/>.</exception>
@@ -48,6 +49,7 @@ public sealed class CpuContext : IDisposable
         ThreadCount = info.NumThreads;
         Isa = (CpuIsa)info.Isa;
         _gate = serialized ? new object() : null;
+        _isDefault = serialized;
     }
 
     /// <summary>A context over all cores at the best ISA, created on first use and shared by every
@@ -75,8 +77,13 @@ public sealed class CpuContext : IDisposable
         }
     }
 
-    /// <summary>Frees the thread pool; pending calls on other threads keep the native context alive until they return.</summary>
-    public void Dispose() => _handle.Dispose();
+    /// <summary>Frees the thread pool; pending calls on other threads keep the native context alive until they return.
+    /// Does nothing for <see cref="Default"/>, which lives as long as the process.</summary>
+    public void Dispose()
+    {
+        if (!_isDefault)
+            _handle.Dispose();
+    }
 
     /// <summary>
     /// Runs a native call with the raw handle, keeping the context alive for its duration

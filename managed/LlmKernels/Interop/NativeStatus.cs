@@ -40,6 +40,7 @@ internal static unsafe class NativeStatus
             "" => null,
             "y" => "destination",
             "eps" => "epsilon",
+            "num_threads" or "isa" => "options",
             _ => name,
         };
     }
