@@ -138,12 +138,26 @@ static inline float lk_round_to_dtype(float value, lk_dtype dtype) {
   }
 }
 
-/* Byte ranges [begin, end) of a strided 2-D tensor, for overlap checks. */
+/* Bytes spanned by `rows` rows of `cols` elements `stride` elements apart, or -1 when that
+ * overflows int64 or wraps the address space from `base`: no such buffer can exist, and computing
+ * its span would be signed overflow. */
+static inline int64_t lk_extent_bytes(const void *base, int64_t rows, int64_t cols, int64_t stride, lk_dtype dtype) {
+  if (rows <= 0) return 0;
+  const int64_t size = (int64_t)lk_dtype_size(dtype);
+  if (rows > 1 && stride > (INT64_MAX - cols) / (rows - 1)) return -1;
+  const int64_t elements = (rows - 1) * stride + cols;
+  if (elements > INT64_MAX / size) return -1;
+  const int64_t bytes = elements * size;
+  if ((uint64_t)bytes > UINTPTR_MAX - (uintptr_t)base) return -1;
+  return bytes;
+}
+
+/* Byte ranges [begin, end) of a tensor whose extent lk_extent_bytes accepted, for overlap checks. */
 typedef struct lk_span { uintptr_t begin, end; } lk_span;
 static inline lk_span lk_rows_span(const void *base, int64_t rows, int64_t cols, int64_t stride, lk_dtype dtype) {
   lk_span s;
   s.begin = (uintptr_t)base;
-  s.end = rows > 0 ? s.begin + (uintptr_t)(((rows - 1) * stride + cols) * (int64_t)lk_dtype_size(dtype)) : s.begin;
+  s.end = s.begin + (uintptr_t)lk_extent_bytes(base, rows, cols, stride, dtype);
   return s;
 }
 static inline bool lk_spans_overlap(lk_span a, lk_span b) { return a.begin < b.end && b.begin < a.end; }

@@ -14,6 +14,13 @@ static lk_status check_stride(int64_t *stride, int64_t hidden, const char *name)
   return LK_OK;
 }
 
+static lk_status check_extent(const void *base, const lk_rms_norm_params *p, int64_t stride, const char *stride_name) {
+  if (lk_extent_bytes(base, p->rows, p->hidden, stride, p->dtype) < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s: rows (%lld) x %s (%lld) x hidden (%lld) exceeds the address space",
+                   stride_name, (long long)p->rows, stride_name, (long long)stride, (long long)p->hidden);
+  return LK_OK;
+}
+
 static lk_status validate(const lk_rms_norm_params *params, bool fused, lk_rms_norm_job *job) {
   if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
   job->p = *params;
@@ -42,6 +49,14 @@ static lk_status validate(const lk_rms_norm_params *params, bool fused, lk_rms_n
   if (fused && !p->residual) return lk_fail(LK_ERR_INVALID_ARGUMENT, "residual: NULL (required by the fused form)");
   if (!fused && p->residual)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "residual: must be NULL for lk_rms_norm (use lk_fused_add_rms_norm)");
+
+  /* Sizes that describe no possible buffer are bad input, not something to index with. */
+  if ((status = check_extent(p->x, p, p->x_stride, "x_stride")) != LK_OK) return status;
+  if ((status = check_extent(p->y, p, p->y_stride, "y_stride")) != LK_OK) return status;
+  if (fused && (status = check_extent(p->residual, p, p->residual_stride, "residual_stride")) != LK_OK)
+    return status;
+  if (lk_extent_bytes(p->weight, 1, p->hidden, p->hidden, p->weight_dtype) < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "hidden: %lld elements of weight exceed the address space", (long long)p->hidden);
 
   /* Aliasing: identical tensors (same base and stride) may alias as documented; any other overlap
    * would read elements another row already overwrote. */
