@@ -28,7 +28,7 @@ public static class BenchCommand
         {
             context = new CpuContext(new CpuContextOptions { ThreadCount = options.Threads });
         }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or InvalidOperationException or NotSupportedException or LlmKernelsException)
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or TypeInitializationException or InvalidOperationException or NotSupportedException or LlmKernelsException)
         {
             output.WriteLine($"llmk bench: LlmKernels cannot run here: {e.Message}");
             return 1;
@@ -37,7 +37,7 @@ public static class BenchCommand
         using (context)
         {
             string isa = context.Isa.ToString().ToLowerInvariant();
-            var versions = Versions();
+            var versions = Versions(context.Isa);
             double? loadStart = MachineInfo.LoadAverage();
             output.WriteLine($"llmk bench{(options.Quick ? " --quick" : "")}: {MachineInfo.CpuName() ?? "unknown CPU"}, {options.Threads} threads");
             WriteLoad(output, "load average at start", loadStart, warn: true);
@@ -95,7 +95,7 @@ public static class BenchCommand
     }
 
     /// <summary>What was measured, for the header and the JSON: a peer that cannot load says why here.</summary>
-    public static unsafe IReadOnlyList<(string Name, string? Version)> Versions()
+    public static unsafe IReadOnlyList<(string Name, string? Version)> Versions(CpuIsa isa)
     {
         string? Try(Func<string?> get)
         {
@@ -105,7 +105,7 @@ public static class BenchCommand
         return
         [
             ("llmkernels", Try(() => Marshal.PtrToStringUTF8((nint)NativeMethods.Version()))),
-            ("ggml", Try(() => GgmlLibrary.TryGet(out string reason) is { } ggml
+            ("ggml", Try(() => GgmlLibrary.TryGet(isa, out string reason) is { } ggml
                 ? $"{GgmlLibrary.PackageId} {GgmlLibrary.PackageVersion} ({ggml.Directory})"
                 : $"unavailable: {reason}")),
             ("onnxruntime", Try(() => $"Microsoft.ML.OnnxRuntime {OrtRmsNormPeer.Version} (CPU EP)")),

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 
 namespace LlmKernels.Peers;
 
@@ -18,6 +19,7 @@ public readonly record struct TimingPlan(double SampleSeconds, double BudgetSeco
 /// </summary>
 public static class BestTime
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // called once per measurement: no tier-0 loop
     public static double Measure<T>(T operation, TimingPlan plan) where T : ITimedOperation
     {
         // Warm-up: the first calls pay for page faults, JIT tiering and waking thread pools.

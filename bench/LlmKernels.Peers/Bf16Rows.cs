@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace LlmKernels.Peers;
@@ -9,6 +10,7 @@ namespace LlmKernels.Peers;
 /// </summary>
 public static unsafe class Bf16Rows
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Widen(ushort* source, float* destination, long count)
     {
         long i = 0;
@@ -22,6 +24,7 @@ public static unsafe class Bf16Rows
             destination[i] = Bf16Codec.Decode(source[i]);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Narrow(float* source, ushort* destination, long count)
     {
         long i = 0;

@@ -8,7 +8,7 @@ namespace LlmKernels.Peers;
 /// ggml's CPU kernels, as shipped in the NuGet package LLamaSharp.Backend.Cpu 0.30.0: the three
 /// libraries are loaded by full path from the package folder, in dependency order, and the few
 /// functions the peers call are resolved once into unmanaged function pointers. Declarations follow
-/// ggml.h and ggml-cpu.h of that release (see /work/shared/peers/ggml_peers.c for the C view).
+/// ggml.h and ggml-cpu.h of that release (the ggml_peers.c probe beside roofline.c is the C view of the same calls).
 /// </summary>
 public sealed unsafe class GgmlLibrary
 {
@@ -21,14 +21,23 @@ public sealed unsafe class GgmlLibrary
     /// <summary>ggml_type values used here.</summary>
     public const int TypeF32 = 0;
 
-    private static readonly Lazy<(GgmlLibrary? Library, string Reason)> s_instance = new(Load);
+    private static readonly object s_gate = new();
+    private static (GgmlLibrary? Library, string Reason)? s_loaded;
 
-    /// <summary>The loaded library, or null with the reason it is unavailable. Never throws.</summary>
-    public static GgmlLibrary? TryGet(out string reason)
+    /// <summary>
+    /// The loaded library, or null with the reason it is unavailable. Never throws. The package
+    /// ships one build per x86 level; the first call loads the one matching <paramref name="isa"/>
+    /// (the level LlmKernels runs, so both sides use the same instruction set) and every later call
+    /// gets that one: the builds share sonames, so a process can hold only one.
+    /// </summary>
+    public static GgmlLibrary? TryGet(CpuIsa isa, out string reason)
     {
-        var (library, why) = s_instance.Value;
-        reason = why;
-        return library;
+        lock (s_gate)
+        {
+            s_loaded ??= Load(isa);
+            reason = s_loaded.Value.Reason;
+            return s_loaded.Value.Library;
+        }
     }
 
     public string Directory { get; }
@@ -78,10 +87,10 @@ public sealed unsafe class GgmlLibrary
         CpuInit(); // fills ggml's f16 tables; idempotent
     }
 
-    private static (GgmlLibrary?, string) Load()
+    private static (GgmlLibrary?, string) Load(CpuIsa isa)
     {
         var tried = new List<string>();
-        foreach (var directory in CandidateDirectories())
+        foreach (var directory in CandidateDirectories(isa))
         {
             string[] files = [.. new[] { "ggml-base", "ggml-cpu", "ggml" }.Select(name => Path.Combine(directory, FileName(name)))];
             if (!files.All(File.Exists))
@@ -106,11 +115,11 @@ public sealed unsafe class GgmlLibrary
     }
 
     /// <summary>The package's native folder for this OS and CPU, under each NuGet packages root.</summary>
-    private static IEnumerable<string> CandidateDirectories()
+    private static IEnumerable<string> CandidateDirectories(CpuIsa isa)
     {
         if (Environment.GetEnvironmentVariable(DirectoryVariable) is { Length: > 0 } overridden)
             yield return overridden;
-        string? relative = RuntimeFolder();
+        string? relative = RuntimeFolder(isa);
         if (relative is null)
             yield break;
         var roots = new List<string>();
@@ -125,15 +134,14 @@ public sealed unsafe class GgmlLibrary
             yield return Path.Combine(root, relative);
     }
 
-    /// <summary>
-    /// The package ships one build per x86 ISA level; avx2 is the level LlmKernels' AVX2 kernels
-    /// compete with (the avx512 build would compare against a different instruction set).
-    /// </summary>
-    private static string? RuntimeFolder()
+    /// <summary>The package's build for <paramref name="isa"/>: LLamaSharp picks among the same folders by CPUID.</summary>
+    private static string? RuntimeFolder(CpuIsa isa)
     {
         if (RuntimeInformation.ProcessArchitecture != Architecture.X64)
             return null;
-        string level = Avx2.IsSupported ? "avx2" : Avx.IsSupported ? "avx" : "noavx";
+        string level = isa == CpuIsa.Avx512 && Avx512F.IsSupported && Avx512BW.IsSupported ? "avx512"
+            : isa != CpuIsa.Scalar && Avx2.IsSupported ? "avx2"
+            : "noavx";
         string os = OperatingSystem.IsWindows() ? "win-x64" : OperatingSystem.IsLinux() ? "linux-x64" : "";
         return os.Length == 0 ? null : Path.Combine("LLamaSharpRuntimes", os, "native", level);
     }

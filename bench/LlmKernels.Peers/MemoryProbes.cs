@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -7,12 +8,15 @@ namespace LlmKernels.Peers;
 /// The loops the bandwidth ceilings time, one slice per thread. They mirror roofline.c: a plain
 /// vector copy, a copy with streaming (non-temporal) stores, and a read-only sum with four
 /// accumulators so that the add latency never limits the loads.
+/// Each is called only a few times, so without AggressiveOptimization the JIT would run it as
+/// tier-0 code patched by on-stack replacement, not the code a steady state gets.
 /// </summary>
 public static unsafe class MemoryProbes
 {
     /// <summary>Floats per unrolled iteration: four 32-byte vectors, two cache lines.</summary>
     public const int Granule = 32;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void CopyPlain(float* source, float* destination, long start, long end)
     {
         for (long i = start; i < end; i += Granule)
@@ -33,6 +37,7 @@ public static unsafe class MemoryProbes
     /// copy moves two bytes of traffic per byte counted instead of three; the fence makes the
     /// weakly ordered stores visible before the barrier ends the timing.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void CopyStreaming(float* source, float* destination, long start, long end)
     {
         for (long i = start; i < end; i += Granule)
@@ -49,6 +54,7 @@ public static unsafe class MemoryProbes
         Sse.StoreFence();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float ReadSum(float* source, long start, long end)
     {
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
@@ -66,6 +72,7 @@ public static unsafe class MemoryProbes
     /// Ten independent FMA chains per thread: enough to cover the FMA latency (4 cycles) times
     /// two ports, as in roofline.c. Returns a value that depends on every chain so none is dropped.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float FmaChains(long iterations)
     {
         var x = Vector256.Create(1.0000001f);

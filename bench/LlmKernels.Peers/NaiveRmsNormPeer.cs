@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace LlmKernels.Peers;
 
 /// <summary>
@@ -28,6 +30,8 @@ public sealed unsafe class NaiveRmsNormPeer<T, TCodec> : IRmsNormPeer
     public void* Y => _buffers.Y.Pointer;
     public void* ResidualOut => _buffers.Residual is { } r ? r.Pointer : null;
 
+    // Large shapes run only a handful of calls: optimise now rather than time tier-0 code.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run()
     {
         var @case = _buffers.Case;

@@ -33,7 +33,7 @@ public static class RmsNormPeers
             return peer switch
             {
                 LlmKernels => new LlmKernelsRmsNormPeer(inputs, dtype, context),
-                Ggml => GgmlLibrary.TryGet(out string reason) is { } ggml
+                Ggml => GgmlLibrary.TryGet(context.Isa, out string reason) is { } ggml
                     ? new GgmlRmsNormPeer(ggml, inputs, threads)
                     : throw new PeerUnavailableException(reason),
                 OnnxRuntime => new OrtRmsNormPeer(inputs, dtype, threads),

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace LlmKernels.Peers;
 
@@ -45,6 +46,8 @@ public sealed unsafe class TensorPrimitivesRmsNormPeer : IRmsNormPeer
             RunBf16();
     }
 
+    // Large shapes run only a handful of calls: optimise now rather than time tier-0 code.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunF32()
     {
         var @case = _buffers.Case;
@@ -65,6 +68,7 @@ public sealed unsafe class TensorPrimitivesRmsNormPeer : IRmsNormPeer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunBf16()
     {
         var @case = _buffers.Case;
