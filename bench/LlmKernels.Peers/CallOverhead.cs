@@ -81,20 +81,11 @@ public static unsafe class CallOverhead
     }
 
     /// <summary>
-    /// The raw lk_cpu_context*. CpuContext keeps its SafeHandle private and hands it out only inside
-    /// Invoke (which holds a reference for the call); the pointer stays valid while the caller keeps
-    /// the context alive, which Measure does.
+    /// The raw lk_cpu_context*: valid while the caller keeps the context alive, which Measure does.
     /// </summary>
     private static nint NativeHandle(CpuContext context)
     {
-        nint handle = 0;
-        context.Invoke(&handle, &Capture);
-        return handle;
-
-        static Status Capture(nint native, nint* slot)
-        {
-            *slot = native;
-            return Status.Ok;
-        }
+        using var lease = context.Acquire();
+        return lease.Handle;
     }
 }

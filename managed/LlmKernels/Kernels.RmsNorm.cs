@@ -74,8 +74,7 @@ public static partial class Kernels
             SpanChecks.NoOverlap<T, TWeight>(residual, weight, nameof(residual), nameof(weight));
             SpanChecks.NoPartialOverlap<T>(residual, destination, nameof(destination), nameof(residual));
         }
-        if (!(epsilon >= 0f) || float.IsInfinity(epsilon))
-            throw new ArgumentOutOfRangeException(nameof(epsilon), epsilon, "Must be finite and non-negative.");
+        SpanChecks.FiniteNonNegative(epsilon, nameof(epsilon));
         if (rows == 0)
             return;
 
@@ -98,7 +97,9 @@ public static partial class Kernels
                 Dtype = dtype,
                 WeightDtype = weightDtype,
             };
-            Status status = fused ? ctx.Invoke(&p, &NativeMethods.FusedAddRmsNorm) : ctx.Invoke(&p, &NativeMethods.RmsNorm);
+            Status status;
+            using (var lease = ctx.Acquire())
+                status = fused ? NativeMethods.FusedAddRmsNorm(lease.Handle, &p) : NativeMethods.RmsNorm(lease.Handle, &p);
             NativeStatus.ThrowIfFailed(status, fused ? "lk_fused_add_rms_norm" : "lk_rms_norm");
         }
     }

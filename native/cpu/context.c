@@ -63,6 +63,7 @@ LK_API lk_status lk_cpu_context_create(const lk_cpu_options *options, lk_cpu_con
   if (!context) return lk_fail(LK_ERR_OUT_OF_MEMORY, "context: out of memory");
   context->num_threads = options->num_threads ? options->num_threads : logical_cores();
   context->isa = isa;
+  context->cpu_has_avx = (supported & (1u << LK_ISA_AVX2)) != 0;
   context->scratch_bytes = LK_SCRATCH_BYTES_PER_THREAD;
   context->scratch = (unsigned char *)aligned_alloc_bytes(context->scratch_bytes * (size_t)context->num_threads);
   if (!context->scratch) {
@@ -101,6 +102,7 @@ LK_API lk_status lk_cpu_context_get_info(const lk_cpu_context *context, lk_cpu_c
 
 lk_status lk_context_enter(lk_cpu_context *context) {
   if (!context) return lk_fail(LK_ERR_INVALID_ARGUMENT, "context: NULL");
+  if (context->cpu_has_avx) lk_avx_zeroupper();
   if (lk_atomic_exchange(&context->in_use, 1) != 0)
     return lk_fail(LK_ERR_BUSY, "context: in use by another thread; a context serves one host thread at a "
                                 "time (create one per thread)");

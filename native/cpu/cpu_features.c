@@ -29,6 +29,19 @@ static uint64_t xgetbv0(void) {
 #  endif
 #endif
 
+/* Managed callers (the .NET JIT uses VEX-encoded YMM code) can enter with the upper halves of
+ * the vector registers dirty; the first legacy-SSE instruction of our baseline code (argument
+ * checks, struct copies) then pays a state transition. Measured on a [1, 4096] f32 RMSNorm from
+ * C#: 620 ns instead of 440 ns. VZEROUPPER at entry costs about a cycle. */
+#if LK_X86 && (defined(__GNUC__) || defined(__clang__))
+#  include <immintrin.h>
+__attribute__((target("avx"))) void lk_avx_zeroupper(void) { _mm256_zeroupper(); }
+#elif LK_X86
+void lk_avx_zeroupper(void) { _mm256_zeroupper(); }
+#else
+void lk_avx_zeroupper(void) {}
+#endif
+
 uint32_t lk_detect_isas(void) {
   uint32_t isas = 1u << LK_ISA_SCALAR;
 #if LK_X86

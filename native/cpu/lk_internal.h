@@ -22,6 +22,8 @@ void lk_clear_error(void);
 /* ---- CPU features (cpu_features.c) ------------------------------------------------------------ */
 
 uint32_t lk_detect_isas(void);
+/* VZEROUPPER; only to be called on CPUs with AVX (see lk_context_enter). */
+void lk_avx_zeroupper(void);
 /* Parses LLMK_ISA; LK_ISA_AUTO when unset. Returns LK_ERR_INVALID_ARGUMENT on an unknown name. */
 lk_status lk_isa_from_environment(lk_isa *out);
 
@@ -43,12 +45,14 @@ struct lk_cpu_context {
   lk_isa isa;
   lk_thread_pool *pool;         /* NULL when num_threads == 1 */
   volatile long in_use;         /* 0 or 1; taken with an atomic exchange, see lk_context_enter */
+  bool cpu_has_avx;             /* clear the upper vector state on entry */
   unsigned char *scratch;       /* num_threads * scratch_bytes, 64-byte aligned slices */
   size_t scratch_bytes;
 };
 
 /* Every entry point brackets its work with these: enter fails with LK_ERR_BUSY if another host
- * thread holds the context, so concurrent misuse is refused instead of racing. */
+ * thread holds the context, so concurrent misuse is refused instead of racing. Enter is also the
+ * first thing an entry point does, so it clears a caller's dirty upper vector state there. */
 lk_status lk_context_enter(lk_cpu_context *context);
 void lk_context_leave(lk_cpu_context *context);
 

@@ -93,7 +93,6 @@ static lk_rows_fn variant(lk_isa isa) {
 }
 
 static lk_status run(lk_cpu_context *context, const lk_rms_norm_params *params, bool fused) {
-  lk_clear_error();
   lk_status status = lk_context_enter(context);
   if (status != LK_OK) return status;
   lk_rms_norm_job job;
