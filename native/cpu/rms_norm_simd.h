@@ -35,7 +35,7 @@ static LK_INLINE int64_t LK_ISA_SUFFIX(sum_squares)(const void *x, void *residua
   return i;
 }
 
-static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_rms_norm_job *job, int64_t r, lk_dtype dtype,
+static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_rms_norm_job *job, int64_t r, bool last_row, lk_dtype dtype,
                                                   lk_dtype weight_dtype, bool fused, bool offset_one) {
   /* Everything the loops need lives in locals: stores to y may alias *job as far as the compiler
    * knows, so fields read inside the loops would be reloaded after every store — and those reloads
@@ -48,6 +48,13 @@ static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_rms_norm_job *job, in
   const void *const weight = job->p.weight;
   const float eps = job->p.eps;
   const bool stream = job->streaming;
+  /* Pass 2 works from L1 and writes around the caches, so no demand read reaches DRAM while it
+   * runs: prefetch the next row's inputs meanwhile, one line per line of this row, so that pass 1
+   * of the next row finds them (measured on [4096, 8192] bf16, AVX-512, 2 threads: 15 -> 22 GB/s
+   * against a 26 GB/s streaming-copy ceiling). Only for large outputs, where the next row is not
+   * already cached. */
+  const char *const x_next = stream && !last_row ? (const char *)x + job->p.x_stride * size : NULL;
+  const char *const residual_next = fused && x_next ? (const char *)residual + job->p.residual_stride * size : NULL;
 
   float sum_squares;
   int64_t i = LK_ISA_SUFFIX(sum_squares)(x, residual, n, dtype, fused, &sum_squares);
@@ -74,13 +81,20 @@ static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_rms_norm_job *job, in
     lk_store_element(y, (i), dtype, lk_load_element(in, (i), dtype) * inv_rms * w);               \
   } while (0)
   for (i = 0; i < head; i++) LK_SCALAR_ELEMENT(i);
-  for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) {
-    lk_vf w = lk_v_load(weight, i, weight_dtype);
-    if (offset_one) w = lk_v_add(w, one);
-    lk_vf v = lk_v_mul(lk_v_mul(lk_v_load(in, i, dtype), inv_rms_v), w);
-    if (streaming) lk_v_stream(y, i, dtype, v);
-    else lk_v_store(y, i, dtype, v);
+#define LK_NORMALISE(i)                                                                            \
+  lk_v_mul(lk_v_mul(lk_v_load(in, (i), dtype), inv_rms_v),                                         \
+           offset_one ? lk_v_add(lk_v_load(weight, (i), weight_dtype), one) : lk_v_load(weight, (i), weight_dtype))
+  if (streaming) {
+    for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) {
+      if (x_next) {
+        lk_prefetch(x_next + i * size);
+        if (residual_next) lk_prefetch(residual_next + i * size);
+      }
+      lk_v_stream2(y, i, dtype, LK_NORMALISE(i), LK_NORMALISE(i + LK_VEC_LANES));
+    }
   }
+  for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) lk_v_store(y, i, dtype, LK_NORMALISE(i));
+#undef LK_NORMALISE
   for (; i < n; i++) LK_SCALAR_ELEMENT(i);
 #undef LK_SCALAR_ELEMENT
 }
@@ -89,7 +103,7 @@ static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_rms_norm_job *job, in
  * branches on them. */
 #define LK_RMS_ROWS(dtype, weight_dtype, fused, offset_one)                                        \
   for (int64_t r = row_begin; r < row_end; r++)                                                    \
-    LK_ISA_SUFFIX(rms_norm_row)(job, r, dtype, weight_dtype, fused, offset_one)
+    LK_ISA_SUFFIX(rms_norm_row)(job, r, r + 1 == row_end, dtype, weight_dtype, fused, offset_one)
 
 #define LK_RMS_ROWS_FLAGS(dtype, weight_dtype)                                                      \
   do {                                                                                             \

@@ -51,11 +51,19 @@ static LK_INLINE void lk_v_store_f32(float *p, lk_vf v) { _mm256_storeu_ps(p, v)
 static LK_INLINE void lk_v_store_f16(uint16_t *p, lk_vf v) { _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, LK_F16_ROUNDING)); }
 static LK_INLINE void lk_v_store_bf16(uint16_t *p, lk_vf v) { _mm_storeu_si128((__m128i *)p, lk_v_pack_bf16(v)); }
 
-/* Streaming (non-temporal) stores: p must be aligned to the store width. */
+/* Streaming (non-temporal) store: p must be aligned to the vector width. */
 static LK_INLINE void lk_v_stream_f32(float *p, lk_vf v) { _mm256_stream_ps(p, v); }
-static LK_INLINE void lk_v_stream_f16(uint16_t *p, lk_vf v) { _mm_stream_si128((__m128i *)p, _mm256_cvtps_ph(v, LK_F16_ROUNDING)); }
-static LK_INLINE void lk_v_stream_bf16(uint16_t *p, lk_vf v) { _mm_stream_si128((__m128i *)p, lk_v_pack_bf16(v)); }
 static LK_INLINE void lk_v_stream_fence(void) { _mm_sfence(); }
+/* Two vectors of 16-bit results as one 32-byte streaming store: whole write-combining chunks
+ * instead of half ones. p must be 32-byte aligned. */
+static LK_INLINE void lk_v_stream2_f16(uint16_t *p, lk_vf v0, lk_vf v1) {
+  _mm256_stream_si256((__m256i *)p, _mm256_set_m128i(_mm256_cvtps_ph(v1, LK_F16_ROUNDING), _mm256_cvtps_ph(v0, LK_F16_ROUNDING)));
+}
+static LK_INLINE void lk_v_stream2_bf16(uint16_t *p, lk_vf v0, lk_vf v1) {
+  /* packus interleaves 128-bit lanes: [v0 0-3, v1 0-3, v0 4-7, v1 4-7]; the permute restores order. */
+  __m256i packed = _mm256_packus_epi32(lk_v_bf16_bits(v0), lk_v_bf16_bits(v1));
+  _mm256_stream_si256((__m256i *)p, _mm256_permute4x64_epi64(packed, 0xd8));
+}
 
 
 /* Store to a 16-bit dtype and return the rounded value stored, converting once. */

@@ -46,9 +46,18 @@ static LK_INLINE void lk_v_store_f16(uint16_t *p, lk_vf v) { _mm256_storeu_si256
 static LK_INLINE void lk_v_store_bf16(uint16_t *p, lk_vf v) { _mm256_storeu_si256((__m256i *)p, lk_v_pack_bf16(v)); }
 
 static LK_INLINE void lk_v_stream_f32(float *p, lk_vf v) { _mm512_stream_ps(p, v); }
-static LK_INLINE void lk_v_stream_f16(uint16_t *p, lk_vf v) { _mm256_stream_si256((__m256i *)p, _mm512_cvtps_ph(v, LK_F16_ROUNDING)); }
-static LK_INLINE void lk_v_stream_bf16(uint16_t *p, lk_vf v) { _mm256_stream_si256((__m256i *)p, lk_v_pack_bf16(v)); }
 static LK_INLINE void lk_v_stream_fence(void) { _mm_sfence(); }
+/* Two vectors of 16-bit results as one full-line streaming store: a whole write-combining buffer
+ * instead of two halves. p must be 64-byte aligned. */
+static LK_INLINE void lk_v_stream2_f16(uint16_t *p, lk_vf v0, lk_vf v1) {
+  __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtps_ph(v0, LK_F16_ROUNDING)),
+                                    _mm512_cvtps_ph(v1, LK_F16_ROUNDING), 1);
+  _mm512_stream_si512((__m512i *)p, both);
+}
+static LK_INLINE void lk_v_stream2_bf16(uint16_t *p, lk_vf v0, lk_vf v1) {
+  __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lk_v_pack_bf16(v0)), lk_v_pack_bf16(v1), 1);
+  _mm512_stream_si512((__m512i *)p, both);
+}
 
 
 /* Store to a 16-bit dtype and return the rounded value stored, converting once. */

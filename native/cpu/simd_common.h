@@ -9,4 +9,8 @@
 #  define LK_INLINE inline __attribute__((always_inline))
 #endif
 
+#include <xmmintrin.h>
+/* Into all cache levels: the line is used within microseconds. */
+#define lk_prefetch(address) _mm_prefetch((const char *)(address), _MM_HINT_T0)
+
 #endif /* LK_SIMD_COMMON_H */

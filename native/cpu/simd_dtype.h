@@ -19,11 +19,16 @@ static LK_INLINE void lk_v_store(void *base, int64_t i, lk_dtype dtype, lk_vf v)
   default: lk_v_store_f32((float *)base + i, v); break;
   }
 }
-static LK_INLINE void lk_v_stream(void *base, int64_t i, lk_dtype dtype, lk_vf v) {
+/* Streams elements [i, i + 2 * LK_VEC_LANES): LK_VEC_LANES * 4 bytes per store for every dtype,
+ * so base + i must be aligned to that (see lk_stream_head). */
+static LK_INLINE void lk_v_stream2(void *base, int64_t i, lk_dtype dtype, lk_vf v0, lk_vf v1) {
   switch (dtype) {
-  case LK_DTYPE_F16: lk_v_stream_f16((uint16_t *)base + i, v); break;
-  case LK_DTYPE_BF16: lk_v_stream_bf16((uint16_t *)base + i, v); break;
-  default: lk_v_stream_f32((float *)base + i, v); break;
+  case LK_DTYPE_F16: lk_v_stream2_f16((uint16_t *)base + i, v0, v1); break;
+  case LK_DTYPE_BF16: lk_v_stream2_bf16((uint16_t *)base + i, v0, v1); break;
+  default:
+    lk_v_stream_f32((float *)base + i, v0);
+    lk_v_stream_f32((float *)base + i + LK_VEC_LANES, v1);
+    break;
   }
 }
 /* Stores v as dtype and returns what was stored, widened back: the rounded value. */
@@ -35,11 +40,11 @@ static LK_INLINE lk_vf lk_v_store_round(void *base, int64_t i, lk_dtype dtype, l
   }
 }
 
-/* Elements to handle before `base + i` is aligned for a full-vector streaming store, or -1 when
- * it never will be (an address that is not a multiple of the element size). */
+/* Elements to handle before `base + i` is aligned for lk_v_stream2, or -1 when it never will be
+ * (an address that is not a multiple of the element size). */
 static LK_INLINE int64_t lk_stream_head(const void *base, lk_dtype dtype) {
   uintptr_t size = (uintptr_t)lk_dtype_size(dtype);
-  uintptr_t align = LK_VEC_LANES * size;
+  uintptr_t align = LK_VEC_LANES * 4;
   uintptr_t misalign = (uintptr_t)base % align;
   if (misalign % size) return -1;
   return (int64_t)(((align - misalign) % align) / size);
