@@ -52,6 +52,7 @@ public static class BenchJson
             WriteShape(json, o.Rows, o.Hidden);
             json.WriteNumber("managed_seconds", o.ManagedSeconds);
             json.WriteNumber("native_seconds", o.NativeSeconds);
+            json.WriteNumber("native_prepared_seconds", o.NativePreparedSeconds);
             json.WriteNumber("ratio", o.Ratio);
             json.WriteEndObject();
         }

@@ -82,7 +82,8 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
     {
         output.WriteLine();
         output.WriteLine(string.Create(Invariant,
-            $"call overhead, rms_norm f32 [{overhead.Rows}, {overhead.Hidden}]: Kernels.RmsNorm {overhead.ManagedSeconds * 1e9:F0} ns, lk_rms_norm P/Invoke {overhead.NativeSeconds * 1e9:F0} ns, ratio {overhead.Ratio:F3}"));
+            $"call overhead, rms_norm f32 [{overhead.Rows}, {overhead.Hidden}]: Kernels.RmsNorm {overhead.ManagedSeconds * 1e9:F0} ns, " +
+            $"lk_rms_norm P/Invoke {overhead.NativeSeconds * 1e9:F0} ns (params prepared once: {overhead.NativePreparedSeconds * 1e9:F0} ns), ratio {overhead.Ratio:F3}"));
     }
 
     private static string Format(double? value) => value is double v ? v.ToString("F1", Invariant) : "-";
