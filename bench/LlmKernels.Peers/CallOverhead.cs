@@ -49,6 +49,13 @@ public static unsafe class CallOverhead
         };
         nint handle = NativeHandle(context);
 
+        // Kernels.RmsNorm starts as tier-0 code: call it until tiered compilation has had time to
+        // install the optimised version (it compiles in the background after ~100 ms of calls).
+        var warmUp = Stopwatch.StartNew();
+        while (warmUp.ElapsedMilliseconds < 400)
+            ManagedLoop(x, w, y, context, 1000);
+        Thread.Sleep(100);
+
         double managed = double.MaxValue, native = double.MaxValue, prepared = double.MaxValue;
         // Interleaved samples, so that a slow patch of the machine hits every side alike.
         for (int s = 0; s < samples + 1; s++)
