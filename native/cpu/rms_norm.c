@@ -14,6 +14,17 @@ static lk_status check_stride(int64_t *stride, int64_t hidden, const char *name)
   return LK_OK;
 }
 
+/* Whether every weight element is finite: lets the bf16 kernels skip the NaN fix-up of their
+ * output rounding (an output is then NaN only if its row has a NaN or infinite x, which the row's
+ * sum of squares shows). Worth one scalar pass over the weight only when many rows share it. */
+#define LK_WEIGHT_SCAN_MIN_ROWS 16
+
+static bool all_finite(const void *values, int64_t n, lk_dtype dtype) {
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(lk_load_element(values, i, dtype))) return false;
+  return true;
+}
+
 static lk_status check_extent(const void *base, const lk_rms_norm_params *p, int64_t stride, const char *stride_name) {
   if (lk_extent_bytes(base, p->rows, p->hidden, stride, p->dtype) < 0)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s: rows (%lld) x %s (%lld) x hidden (%lld) exceeds the address space",
@@ -77,6 +88,8 @@ static lk_status validate(const lk_rms_norm_params *params, bool fused, lk_rms_n
   }
   int64_t out_bytes = p->rows * p->hidden * (int64_t)lk_dtype_size(p->dtype);
   job->streaming = out_bytes >= LK_STREAMING_STORE_MIN_BYTES;
+  job->weight_finite = p->dtype == LK_DTYPE_BF16 && p->rows >= LK_WEIGHT_SCAN_MIN_ROWS &&
+                       all_finite(p->weight, p->hidden, p->weight_dtype);
   return LK_OK;
 }
 

@@ -10,6 +10,7 @@ typedef struct lk_rms_norm_job {
   lk_rms_norm_params p; /* strides resolved (never 0) */
   bool fused;           /* residual += x first */
   bool streaming;       /* y with streaming stores (large outputs) */
+  bool weight_finite;   /* no NaN or infinity in weight (checked only where it pays, see rms_norm.c) */
 } lk_rms_norm_job;
 
 /* Each normalises rows [row_begin, row_end) of job (a const lk_rms_norm_job *). */

@@ -5,6 +5,7 @@
 #define LK_SIMD_AVX2_H
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "simd_common.h"
@@ -27,29 +28,38 @@ static LK_INLINE float lk_v_hsum(lk_vf v) {
 
 static LK_INLINE lk_vf lk_v_load_f32(const float *p) { return _mm256_loadu_ps(p); }
 static LK_INLINE lk_vf lk_v_load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+/* bf16 -> f32 is a move into the upper half of each lane: broadcast the 16 bytes to both 128-bit
+ * lanes (a pure load) and shuffle each element's two bytes up, one shuffle instead of a widen and
+ * a shift (the bf16 kernels are bound by this conversion work on AVX2). */
 static LK_INLINE lk_vf lk_v_load_bf16(const uint16_t *p) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+  const __m256i to_upper_halves = _mm256_setr_epi8(
+      -1, -1, 0, 1, -1, -1, 2, 3, -1, -1, 4, 5, -1, -1, 6, 7,
+      -1, -1, 8, 9, -1, -1, 10, 11, -1, -1, 12, 13, -1, -1, 14, 15);
+  __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+  return _mm256_castsi256_ps(_mm256_shuffle_epi8(both, to_upper_halves));
 }
 
 /* f32 -> bf16 bits in the low half of each 32-bit lane: round to nearest even, NaN kept NaN
  * (quiet bit forced) instead of carrying into the exponent. */
-static LK_INLINE __m256i lk_v_bf16_bits(lk_vf v) {
+static LK_INLINE __m256i lk_v_bf16_bits(lk_vf v, bool finite) {
   __m256i u = _mm256_castps_si256(v);
   __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
   __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
-  __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-  rounded = _mm256_blendv_epi8(rounded, _mm256_or_si256(u, _mm256_set1_epi32(0x400000)), nan);
+  if (!finite) {
+    __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    rounded = _mm256_blendv_epi8(rounded, _mm256_or_si256(u, _mm256_set1_epi32(0x400000)), nan);
+  }
   return _mm256_srli_epi32(rounded, 16);
 }
-static LK_INLINE __m128i lk_v_pack_bf16(lk_vf v) {
-  __m256i h = lk_v_bf16_bits(v);
+static LK_INLINE __m128i lk_v_pack_bf16(lk_vf v, bool finite) {
+  __m256i h = lk_v_bf16_bits(v, finite);
   return _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 #define LK_F16_ROUNDING (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
 static LK_INLINE void lk_v_store_f32(float *p, lk_vf v) { _mm256_storeu_ps(p, v); }
 static LK_INLINE void lk_v_store_f16(uint16_t *p, lk_vf v) { _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, LK_F16_ROUNDING)); }
-static LK_INLINE void lk_v_store_bf16(uint16_t *p, lk_vf v) { _mm_storeu_si128((__m128i *)p, lk_v_pack_bf16(v)); }
+static LK_INLINE void lk_v_store_bf16(uint16_t *p, lk_vf v, bool finite) { _mm_storeu_si128((__m128i *)p, lk_v_pack_bf16(v, finite)); }
 
 /* Streaming (non-temporal) store: p must be aligned to the vector width. */
 static LK_INLINE void lk_v_stream_f32(float *p, lk_vf v) { _mm256_stream_ps(p, v); }
@@ -59,9 +69,9 @@ static LK_INLINE void lk_v_stream_fence(void) { _mm_sfence(); }
 static LK_INLINE void lk_v_stream2_f16(uint16_t *p, lk_vf v0, lk_vf v1) {
   _mm256_stream_si256((__m256i *)p, _mm256_set_m128i(_mm256_cvtps_ph(v1, LK_F16_ROUNDING), _mm256_cvtps_ph(v0, LK_F16_ROUNDING)));
 }
-static LK_INLINE void lk_v_stream2_bf16(uint16_t *p, lk_vf v0, lk_vf v1) {
+static LK_INLINE void lk_v_stream2_bf16(uint16_t *p, lk_vf v0, lk_vf v1, bool finite) {
   /* packus interleaves 128-bit lanes: [v0 0-3, v1 0-3, v0 4-7, v1 4-7]; the permute restores order. */
-  __m256i packed = _mm256_packus_epi32(lk_v_bf16_bits(v0), lk_v_bf16_bits(v1));
+  __m256i packed = _mm256_packus_epi32(lk_v_bf16_bits(v0, finite), lk_v_bf16_bits(v1, finite));
   _mm256_stream_si256((__m256i *)p, _mm256_permute4x64_epi64(packed, 0xd8));
 }
 
@@ -73,7 +83,7 @@ static LK_INLINE lk_vf lk_v_store_round_f16(uint16_t *p, lk_vf v) {
   return _mm256_cvtph_ps(h);
 }
 static LK_INLINE lk_vf lk_v_store_round_bf16(uint16_t *p, lk_vf v) {
-  __m256i h = lk_v_bf16_bits(v);
+  __m256i h = lk_v_bf16_bits(v, false);
   _mm_storeu_si128((__m128i *)p, _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
   return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
 }

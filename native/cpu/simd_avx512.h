@@ -3,6 +3,7 @@
 #define LK_SIMD_AVX512_H
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "simd_common.h"
@@ -30,20 +31,22 @@ static LK_INLINE lk_vf lk_v_load_bf16(const uint16_t *p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
 
-static LK_INLINE __m512i lk_v_bf16_bits(lk_vf v) {
+static LK_INLINE __m512i lk_v_bf16_bits(lk_vf v, bool finite) {
   __m512i u = _mm512_castps_si512(v);
   __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
   __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-  __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-  rounded = _mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x400000));
+  if (!finite) {
+    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    rounded = _mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x400000));
+  }
   return _mm512_srli_epi32(rounded, 16);
 }
-static LK_INLINE __m256i lk_v_pack_bf16(lk_vf v) { return _mm512_cvtepi32_epi16(lk_v_bf16_bits(v)); }
+static LK_INLINE __m256i lk_v_pack_bf16(lk_vf v, bool finite) { return _mm512_cvtepi32_epi16(lk_v_bf16_bits(v, finite)); }
 #define LK_F16_ROUNDING (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
 static LK_INLINE void lk_v_store_f32(float *p, lk_vf v) { _mm512_storeu_ps(p, v); }
 static LK_INLINE void lk_v_store_f16(uint16_t *p, lk_vf v) { _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, LK_F16_ROUNDING)); }
-static LK_INLINE void lk_v_store_bf16(uint16_t *p, lk_vf v) { _mm256_storeu_si256((__m256i *)p, lk_v_pack_bf16(v)); }
+static LK_INLINE void lk_v_store_bf16(uint16_t *p, lk_vf v, bool finite) { _mm256_storeu_si256((__m256i *)p, lk_v_pack_bf16(v, finite)); }
 
 static LK_INLINE void lk_v_stream_f32(float *p, lk_vf v) { _mm512_stream_ps(p, v); }
 static LK_INLINE void lk_v_stream_fence(void) { _mm_sfence(); }
@@ -54,8 +57,8 @@ static LK_INLINE void lk_v_stream2_f16(uint16_t *p, lk_vf v0, lk_vf v1) {
                                     _mm512_cvtps_ph(v1, LK_F16_ROUNDING), 1);
   _mm512_stream_si512((__m512i *)p, both);
 }
-static LK_INLINE void lk_v_stream2_bf16(uint16_t *p, lk_vf v0, lk_vf v1) {
-  __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lk_v_pack_bf16(v0)), lk_v_pack_bf16(v1), 1);
+static LK_INLINE void lk_v_stream2_bf16(uint16_t *p, lk_vf v0, lk_vf v1, bool finite) {
+  __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lk_v_pack_bf16(v0, finite)), lk_v_pack_bf16(v1, finite), 1);
   _mm512_stream_si512((__m512i *)p, both);
 }
 
@@ -67,7 +70,7 @@ static LK_INLINE lk_vf lk_v_store_round_f16(uint16_t *p, lk_vf v) {
   return _mm512_cvtph_ps(h);
 }
 static LK_INLINE lk_vf lk_v_store_round_bf16(uint16_t *p, lk_vf v) {
-  __m512i h = lk_v_bf16_bits(v);
+  __m512i h = lk_v_bf16_bits(v, false);
   _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(h));
   return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
 }

@@ -12,19 +12,20 @@ static LK_INLINE lk_vf lk_v_load(const void *base, int64_t i, lk_dtype dtype) {
   default: return lk_v_load_f32((const float *)base + i);
   }
 }
-static LK_INLINE void lk_v_store(void *base, int64_t i, lk_dtype dtype, lk_vf v) {
+/* `finite`: the caller knows v holds no NaN, so bf16 rounding may skip its NaN fix-up. */
+static LK_INLINE void lk_v_store(void *base, int64_t i, lk_dtype dtype, lk_vf v, bool finite) {
   switch (dtype) {
   case LK_DTYPE_F16: lk_v_store_f16((uint16_t *)base + i, v); break;
-  case LK_DTYPE_BF16: lk_v_store_bf16((uint16_t *)base + i, v); break;
+  case LK_DTYPE_BF16: lk_v_store_bf16((uint16_t *)base + i, v, finite); break;
   default: lk_v_store_f32((float *)base + i, v); break;
   }
 }
 /* Streams elements [i, i + 2 * LK_VEC_LANES): LK_VEC_LANES * 4 bytes per store for every dtype,
  * so base + i must be aligned to that (see lk_stream_head). */
-static LK_INLINE void lk_v_stream2(void *base, int64_t i, lk_dtype dtype, lk_vf v0, lk_vf v1) {
+static LK_INLINE void lk_v_stream2(void *base, int64_t i, lk_dtype dtype, lk_vf v0, lk_vf v1, bool finite) {
   switch (dtype) {
   case LK_DTYPE_F16: lk_v_stream2_f16((uint16_t *)base + i, v0, v1); break;
-  case LK_DTYPE_BF16: lk_v_stream2_bf16((uint16_t *)base + i, v0, v1); break;
+  case LK_DTYPE_BF16: lk_v_stream2_bf16((uint16_t *)base + i, v0, v1, finite); break;
   default:
     lk_v_stream_f32((float *)base + i, v0);
     lk_v_stream_f32((float *)base + i + LK_VEC_LANES, v1);
