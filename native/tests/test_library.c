@@ -1,20 +1,9 @@
 /* The library-wide entry points: ABI version, names, CPU detection, the layout table the
  * bindings check, and lk_last_error's thread-local contract. */
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "test_harness.h"
-
-static bool contains_ignoring_case(const char *text, const char *word) {
-  size_t n = strlen(word);
-  for (; text && *text; text++) {
-    size_t i = 0;
-    while (i < n && text[i] && tolower((unsigned char)text[i]) == tolower((unsigned char)word[i])) i++;
-    if (i == n) return true;
-  }
-  return false;
-}
 
 static void test_version(void) {
   CHECKF(lk_abi_version() == LK_ABI_VERSION, "library ABI %d, header ABI %d", lk_abi_version(), LK_ABI_VERSION);

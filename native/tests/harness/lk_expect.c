@@ -68,3 +68,13 @@ int supported_isas(lk_isa out[3]) {
     if (mask & (1u << levels[i])) out[count++] = levels[i];
   return count;
 }
+
+bool contains_ignoring_case(const char *text, const char *word) {
+  size_t n = strlen(word);
+  for (; text && *text; text++) {
+    size_t i = 0;
+    while (i < n && text[i] && tolower((unsigned char)text[i]) == tolower((unsigned char)word[i])) i++;
+    if (i == n) return true;
+  }
+  return false;
+}

@@ -12,6 +12,9 @@
  * identifier (or the ends of the string). */
 bool message_names(const char *message, const char *name);
 
+/* True when `word` occurs anywhere in `text`, ignoring ASCII case. */
+bool contains_ignoring_case(const char *text, const char *word);
+
 bool check_status_at(lk_status got, lk_status want, const char *file, int line, const char *expr);
 /* Expects `want` (a failure) and a message naming `name`, or naming one of the words of a
  * '|'-separated list such as "y|residual" when either argument may be blamed. */
