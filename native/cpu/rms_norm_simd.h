@@ -26,15 +26,39 @@ static LK_INLINE int64_t LK_ISA_SUFFIX(sum_squares)(const void *x, void *residua
     }                                                                                              \
     acc = lk_v_fmadd(v, v, acc);                                                                   \
   } while (0)
-  for (; i + 8 * LK_VEC_LANES <= n; i += 8 * LK_VEC_LANES) {
-    LK_SQUARE(acc0, 0);
-    LK_SQUARE(acc1, LK_VEC_LANES);
-    LK_SQUARE(acc2, 2 * LK_VEC_LANES);
-    LK_SQUARE(acc3, 3 * LK_VEC_LANES);
-    LK_SQUARE(acc4, 4 * LK_VEC_LANES);
-    LK_SQUARE(acc5, 5 * LK_VEC_LANES);
-    LK_SQUARE(acc6, 6 * LK_VEC_LANES);
-    LK_SQUARE(acc7, 7 * LK_VEC_LANES);
+  if (dtype == LK_DTYPE_BF16) {
+    /* Even and odd elements of 2 * LK_VEC_LANES at a time, widened without shuffles. */
+#define LK_SQUARE_PAIR(acc_even, acc_odd, offset)                                                  \
+  do {                                                                                             \
+    lk_vf2 v = lk_v_load_bf16_pairs((const uint16_t *)x + i + (offset));                           \
+    if (fused) {                                                                                   \
+      lk_vf2 sum = lk_v_load_bf16_pairs((const uint16_t *)residual + i + (offset));                \
+      sum.even = lk_v_add(sum.even, v.even);                                                       \
+      sum.odd = lk_v_add(sum.odd, v.odd);                                                          \
+      v = lk_v_store_round_bf16_pairs((uint16_t *)residual + i + (offset), sum);                   \
+    }                                                                                              \
+    acc_even = lk_v_fmadd(v.even, v.even, acc_even);                                               \
+    acc_odd = lk_v_fmadd(v.odd, v.odd, acc_odd);                                                   \
+  } while (0)
+    for (; i + 8 * LK_VEC_LANES <= n; i += 8 * LK_VEC_LANES) {
+      LK_SQUARE_PAIR(acc0, acc1, 0);
+      LK_SQUARE_PAIR(acc2, acc3, 2 * LK_VEC_LANES);
+      LK_SQUARE_PAIR(acc4, acc5, 4 * LK_VEC_LANES);
+      LK_SQUARE_PAIR(acc6, acc7, 6 * LK_VEC_LANES);
+    }
+    for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) LK_SQUARE_PAIR(acc0, acc1, 0);
+#undef LK_SQUARE_PAIR
+  } else {
+    for (; i + 8 * LK_VEC_LANES <= n; i += 8 * LK_VEC_LANES) {
+      LK_SQUARE(acc0, 0);
+      LK_SQUARE(acc1, LK_VEC_LANES);
+      LK_SQUARE(acc2, 2 * LK_VEC_LANES);
+      LK_SQUARE(acc3, 3 * LK_VEC_LANES);
+      LK_SQUARE(acc4, 4 * LK_VEC_LANES);
+      LK_SQUARE(acc5, 5 * LK_VEC_LANES);
+      LK_SQUARE(acc6, 6 * LK_VEC_LANES);
+      LK_SQUARE(acc7, 7 * LK_VEC_LANES);
+    }
   }
   for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) LK_SQUARE(acc0, 0);
 #undef LK_SQUARE
@@ -55,7 +79,24 @@ static LK_INLINE int64_t LK_ISA_SUFFIX(rms_norm_pass2)(const void *in, const voi
 #define LK_NORMALISE(i)                                                                            \
   lk_v_mul(lk_v_mul(lk_v_load(in, (i), dtype), inv_rms_v),                                         \
            offset_one ? lk_v_add(lk_v_load(weight, (i), weight_dtype), one) : lk_v_load(weight, (i), weight_dtype))
-  if (streaming) {
+  if (dtype == LK_DTYPE_BF16 && weight_dtype == LK_DTYPE_BF16) {
+    /* Even and odd elements of 2 * LK_VEC_LANES at a time (see lk_vf2): no shuffles. */
+    for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) {
+      if (x_next) {
+        lk_prefetch(x_next + i * size);
+        if (residual_next) lk_prefetch(residual_next + i * size);
+      }
+      lk_vf2 v = lk_v_load_bf16_pairs((const uint16_t *)in + i), w = lk_v_load_bf16_pairs((const uint16_t *)weight + i);
+      if (offset_one) {
+        w.even = lk_v_add(w.even, one);
+        w.odd = lk_v_add(w.odd, one);
+      }
+      v.even = lk_v_mul(lk_v_mul(v.even, inv_rms_v), w.even);
+      v.odd = lk_v_mul(lk_v_mul(v.odd, inv_rms_v), w.odd);
+      if (streaming) lk_v_stream_bf16_pairs((uint16_t *)y + i, v, finite);
+      else lk_v_store_bf16_pairs((uint16_t *)y + i, v, finite);
+    }
+  } else if (streaming) {
     for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) {
       if (x_next) {
         lk_prefetch(x_next + i * size);

@@ -41,7 +41,7 @@ static LK_INLINE lk_vf lk_v_load_bf16(const uint16_t *p) {
 
 /* f32 -> bf16 bits in the low half of each 32-bit lane: round to nearest even, NaN kept NaN
  * (quiet bit forced) instead of carrying into the exponent. */
-static LK_INLINE __m256i lk_v_bf16_bits(lk_vf v, bool finite) {
+static LK_INLINE __m256i lk_v_bf16_rounded(lk_vf v, bool finite) {
   __m256i u = _mm256_castps_si256(v);
   __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
   __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
@@ -49,8 +49,9 @@ static LK_INLINE __m256i lk_v_bf16_bits(lk_vf v, bool finite) {
     __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
     rounded = _mm256_blendv_epi8(rounded, _mm256_or_si256(u, _mm256_set1_epi32(0x400000)), nan);
   }
-  return _mm256_srli_epi32(rounded, 16);
+  return rounded; /* bf16 in the upper half of each lane */
 }
+static LK_INLINE __m256i lk_v_bf16_bits(lk_vf v, bool finite) { return _mm256_srli_epi32(lk_v_bf16_rounded(v, finite), 16); }
 static LK_INLINE __m128i lk_v_pack_bf16(lk_vf v, bool finite) {
   __m256i h = lk_v_bf16_bits(v, finite);
   return _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
@@ -86,6 +87,28 @@ static LK_INLINE lk_vf lk_v_store_round_bf16(uint16_t *p, lk_vf v) {
   __m256i h = lk_v_bf16_bits(v, false);
   _mm_storeu_si128((__m128i *)p, _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
   return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+}
+
+/* bf16 in pairs, without shuffles (see simd_avx512.h): 16 bf16 as 8 words, element 2k in the
+ * low half and 2k+1 in the high half of word k. */
+typedef struct lk_vf2 { lk_vf even, odd; } lk_vf2;
+static LK_INLINE lk_vf2 lk_v_unpack_bf16_pairs(__m256i words) {
+  lk_vf2 r;
+  r.even = _mm256_castsi256_ps(_mm256_slli_epi32(words, 16));
+  r.odd = _mm256_castsi256_ps(_mm256_and_si256(words, _mm256_set1_epi32((int)0xffff0000u)));
+  return r;
+}
+static LK_INLINE lk_vf2 lk_v_load_bf16_pairs(const uint16_t *p) { return lk_v_unpack_bf16_pairs(_mm256_loadu_si256((const __m256i *)p)); }
+static LK_INLINE __m256i lk_v_pack_bf16_pairs(lk_vf2 v, bool finite) {
+  return _mm256_or_si256(_mm256_srli_epi32(lk_v_bf16_rounded(v.even, finite), 16),
+                         _mm256_and_si256(lk_v_bf16_rounded(v.odd, finite), _mm256_set1_epi32((int)0xffff0000u)));
+}
+static LK_INLINE void lk_v_store_bf16_pairs(uint16_t *p, lk_vf2 v, bool finite) { _mm256_storeu_si256((__m256i *)p, lk_v_pack_bf16_pairs(v, finite)); }
+static LK_INLINE void lk_v_stream_bf16_pairs(uint16_t *p, lk_vf2 v, bool finite) { _mm256_stream_si256((__m256i *)p, lk_v_pack_bf16_pairs(v, finite)); }
+static LK_INLINE lk_vf2 lk_v_store_round_bf16_pairs(uint16_t *p, lk_vf2 v) {
+  __m256i packed = lk_v_pack_bf16_pairs(v, false);
+  _mm256_storeu_si256((__m256i *)p, packed);
+  return lk_v_unpack_bf16_pairs(packed);
 }
 
 #endif /* LK_SIMD_AVX2_H */
