@@ -1,6 +1,7 @@
 /* RMSNorm over a SIMD mapping: included by rms_norm_avx2.c and rms_norm_avx512.c after their
  * mapping header. Same arithmetic as rms_norm_scalar.c; only the order of the sum of squares
- * differs (four vector accumulators, then a horizontal sum).
+ * differs (eight vector chains, then a horizontal sum), and bf16 is processed in even/odd pairs
+ * (lk_vf2), which changes no result.
  *
  * Traffic is what bounds it: per row, x (and residual) are read once from memory, re-read from
  * L1/L2 for the second pass (a row of 8192 f32 is 32 KiB), and y is written once — with
