@@ -80,14 +80,21 @@ static LK_INLINE int64_t LK_ISA_SUFFIX(rms_norm_pass2)(const void *in, const voi
 #define LK_NORMALISE(i)                                                                            \
   lk_v_mul(lk_v_mul(lk_v_load(in, (i), dtype), inv_rms_v),                                         \
            offset_one ? lk_v_add(lk_v_load(weight, (i), weight_dtype), one) : lk_v_load(weight, (i), weight_dtype))
-  if (dtype == LK_DTYPE_BF16 && weight_dtype == LK_DTYPE_BF16) {
-    /* Even and odd elements of 2 * LK_VEC_LANES at a time (see lk_vf2): no shuffles. */
+  if (dtype == LK_DTYPE_BF16 && (weight_dtype == LK_DTYPE_BF16 || (LK_PAIR_F32_WEIGHTS && weight_dtype == LK_DTYPE_F32))) {
+    /* Even and odd elements of 2 * LK_VEC_LANES at a time (see lk_vf2): no shuffles for bf16,
+     * two permutes for an f32 weight. */
     for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) {
       if (x_next) {
         lk_prefetch(x_next + i * size);
         if (residual_next) lk_prefetch(residual_next + i * size);
       }
-      lk_vf2 v = lk_v_load_bf16_pairs((const uint16_t *)in + i), w = lk_v_load_bf16_pairs((const uint16_t *)weight + i);
+      lk_vf2 v = lk_v_load_bf16_pairs((const uint16_t *)in + i);
+#if LK_PAIR_F32_WEIGHTS
+      lk_vf2 w = weight_dtype == LK_DTYPE_F32 ? lk_v_load_f32_pairs((const float *)weight + i)
+                                              : lk_v_load_bf16_pairs((const uint16_t *)weight + i);
+#else
+      lk_vf2 w = lk_v_load_bf16_pairs((const uint16_t *)weight + i);
+#endif
       if (offset_one) {
         w.even = lk_v_add(w.even, one);
         w.odd = lk_v_add(w.odd, one);
