@@ -98,4 +98,59 @@ internal static unsafe partial class NativeMethods
     [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
     [return: NativeTypeName("lk_status")]
     internal static partial Status FusedAddRmsNorm([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_rms_norm_params *")] RmsNormParams* @params);
+
+    /// <summary><c>lk_norm</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_norm")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status Norm([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_norm_params *")] NormParams* @params);
+
+    /// <summary><c>lk_apply_activation</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_apply_activation")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status ApplyActivation([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_activation_params *")] ActivationParams* @params);
+
+    /// <summary><c>lk_glu</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_glu")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status Glu([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_glu_params *")] GluParams* @params);
+
+    /// <summary><c>lk_rope</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_rope")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status Rope([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_rope_params *")] RopeParams* @params);
+
+    /// <summary><c>lk_rope_cache_build</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_rope_cache_build")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status RopeCacheBuild([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_rope_cache_params *")] RopeCacheParams* @params);
+
+    /// <summary>
+    /// <c>lk_alibi_slopes</c>: ALiBi slopes for num_heads heads (Press et al.; as in HF's build_alibi_tensor and vLLM):
+    /// n = the largest power of two &lt;= num_heads, slopes 2^(-8 (i+1) / n) for i &lt; n, then for the rest
+    /// the odd-indexed slopes of 2n heads: 2^(-4 (2 i + 1) / n) for i &lt; num_heads - n.
+    /// </summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_alibi_slopes")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status AlibiSlopes([NativeTypeName("int64_t")] long numHeads, [NativeTypeName("float *")] float* slopes);
+
+    /// <summary>
+    /// <c>lk_sinusoidal_positions</c>: The sinusoidal table of "Attention Is All You Need": table[p, 2i] = sin(p / base^(2i / dim)),
+    /// table[p, 2i + 1] = cos(...), computed in double; dim even, base &gt; 0 (10000 in the paper).
+    /// </summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_sinusoidal_positions")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status SinusoidalPositions([NativeTypeName("float *")] float* table, [NativeTypeName("int64_t")] long numPositions, [NativeTypeName("int64_t")] long dim, double @base);
+
+    /// <summary><c>lk_t5_relative_position_bias</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_t5_relative_position_bias")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status T5RelativePositionBias([NativeTypeName("const lk_t5_bias_params *")] T5BiasParams* @params);
 }

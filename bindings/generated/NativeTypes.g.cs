@@ -150,3 +150,449 @@ internal unsafe partial struct RmsNormParams
     [NativeTypeName("lk_dtype")]
     public Dtype WeightDtype;
 }
+
+/// <summary><c>lk_norm_kind</c></summary>
+internal enum NormKind
+{
+    /// <summary><c>LK_NORM_RMS</c>: y = v / sqrt(mean(v^2) + eps) * w</summary>
+    NormRms = 0,
+
+    /// <summary><c>LK_NORM_LAYER</c>: y = (v - mean(v)) / sqrt(var(v) + eps) * w + b  (biased variance, as torch)</summary>
+    NormLayer = 1,
+}
+
+/// <summary>
+/// <c>lk_norm_residual</c>: Where the residual stream meets the norm (v is what gets normalised):
+///   NONE  v = x                                      residual must be NULL
+///   PRE   residual = round(residual + x); v = residual   (pre-norm: Llama, vLLM fused_add_rms_norm)
+///   POST  v = round(alpha * residual + x)           (post-norm with alpha = 1; DeepNorm, GLM-130B,
+///                                                     with alpha = (2N)^(1/4)); residual is read only
+/// round() is rounding to dtype: the statistics use the value a separate add would have stored, so a
+/// fused call equals the unfused sequence (PyTorch/HF semantics). Sandwich norm (Gemma 2/3:
+/// residual += norm2(x); y = norm1(residual)) is NONE with norm2's weight, then PRE with norm1's:
+/// docs/norms.md.
+/// </summary>
+internal enum NormResidual
+{
+    /// <summary><c>LK_NORM_RESIDUAL_NONE</c></summary>
+    None = 0,
+
+    /// <summary><c>LK_NORM_RESIDUAL_PRE</c></summary>
+    Pre = 1,
+
+    /// <summary><c>LK_NORM_RESIDUAL_POST</c></summary>
+    Post = 2,
+}
+
+/// <summary>
+/// <c>lk_norm_params</c>: The general norm call. lk_rms_norm / lk_fused_add_rms_norm above are RMS with NONE / PRE.
+/// Statistics are f32 (LayerNorm: mean, then the variance as a second pass over the row in cache,
+/// so no cancellation); y is rounded once, after the weight multiply and bias add.
+/// Aliasing: y may equal x (in place), and in the PRE form y may equal residual; any other overlap
+/// between x, residual, y, weight and bias is LK_ERR_INVALID_ARGUMENT.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct NormParams
+{
+    /// <summary><c>x</c>: [rows, x_stride], dtype</summary>
+    [NativeTypeName("const void *")]
+    public void* X;
+
+    /// <summary><c>residual</c>: [rows, residual_stride], dtype: PRE (updated) and POST (read), else NULL</summary>
+    [NativeTypeName("void *")]
+    public void* Residual;
+
+    /// <summary><c>y</c>: [rows, y_stride], dtype</summary>
+    [NativeTypeName("void *")]
+    public void* Y;
+
+    /// <summary><c>weight</c>: [hidden], weight_dtype; required for RMS, NULL means 1 for LAYER</summary>
+    [NativeTypeName("const void *")]
+    public void* Weight;
+
+    /// <summary><c>bias</c>: [hidden], weight_dtype; LAYER only, NULL means 0</summary>
+    [NativeTypeName("const void *")]
+    public void* Bias;
+
+    /// <summary><c>rows</c></summary>
+    [NativeTypeName("int64_t")]
+    public long Rows;
+
+    /// <summary><c>hidden</c></summary>
+    [NativeTypeName("int64_t")]
+    public long Hidden;
+
+    /// <summary><c>x_stride</c>: elements between rows; 0 means hidden</summary>
+    [NativeTypeName("int64_t")]
+    public long XStride;
+
+    /// <summary><c>residual_stride</c></summary>
+    [NativeTypeName("int64_t")]
+    public long ResidualStride;
+
+    /// <summary><c>y_stride</c></summary>
+    [NativeTypeName("int64_t")]
+    public long YStride;
+
+    /// <summary><c>eps</c></summary>
+    public float Eps;
+
+    /// <summary><c>alpha</c>: POST: the residual's scale; 0 is read as 1. Must be 0 or 1 otherwise.</summary>
+    public float Alpha;
+
+    /// <summary><c>flags</c>: LK_NORM_WEIGHT_OFFSET_ONE</summary>
+    [NativeTypeName("uint32_t")]
+    public uint Flags;
+
+    /// <summary><c>kind</c></summary>
+    [NativeTypeName("lk_norm_kind")]
+    public NormKind Kind;
+
+    /// <summary><c>residual_mode</c></summary>
+    [NativeTypeName("lk_norm_residual")]
+    public NormResidual ResidualMode;
+
+    /// <summary><c>dtype</c>: x, residual and y</summary>
+    [NativeTypeName("lk_dtype")]
+    public Dtype Dtype;
+
+    /// <summary><c>weight_dtype</c>: weight and bias: dtype or LK_DTYPE_F32</summary>
+    [NativeTypeName("lk_dtype")]
+    public Dtype WeightDtype;
+}
+
+/// <summary>
+/// <c>lk_activation</c>: Element-wise functions, computed in f32 with the vectorised exp/erf/tanh of docs/activations.md
+/// (maximum errors in ulps against float64 are listed there).
+/// </summary>
+internal enum Activation
+{
+    /// <summary><c>LK_ACTIVATION_SILU</c>: x * sigmoid(x) = x / (1 + exp(-x))</summary>
+    Silu = 0,
+
+    /// <summary><c>LK_ACTIVATION_GELU_ERF</c>: 0.5 x (1 + erf(x / sqrt(2)))  (torch gelu, approximate='none')</summary>
+    GeluErf = 1,
+
+    /// <summary><c>LK_ACTIVATION_GELU_TANH</c>: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (approximate='tanh')</summary>
+    GeluTanh = 2,
+
+    /// <summary><c>LK_ACTIVATION_RELU</c>: max(x, 0); NaN stays NaN</summary>
+    Relu = 3,
+
+    /// <summary><c>LK_ACTIVATION_SIGMOID</c>: 1 / (1 + exp(-x))</summary>
+    Sigmoid = 4,
+
+    /// <summary><c>LK_ACTIVATION_EXP</c></summary>
+    Exp = 5,
+
+    /// <summary><c>LK_ACTIVATION_TANH</c></summary>
+    Tanh = 6,
+
+    /// <summary><c>LK_ACTIVATION_ERF</c></summary>
+    Erf = 7,
+}
+
+/// <summary><c>lk_activation_params</c>: y[i] = act(x[i]) for i &lt; n. y may equal x (in place); any other overlap is an error.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct ActivationParams
+{
+    /// <summary><c>x</c>: [n], dtype</summary>
+    [NativeTypeName("const void *")]
+    public void* X;
+
+    /// <summary><c>y</c>: [n], dtype</summary>
+    [NativeTypeName("void *")]
+    public void* Y;
+
+    /// <summary><c>n</c></summary>
+    [NativeTypeName("int64_t")]
+    public long N;
+
+    /// <summary><c>activation</c></summary>
+    [NativeTypeName("lk_activation")]
+    public Activation Activation;
+
+    /// <summary><c>dtype</c></summary>
+    [NativeTypeName("lk_dtype")]
+    public Dtype Dtype;
+}
+
+/// <summary><c>lk_glu_layout</c>: How gate and up reach lk_glu.</summary>
+internal enum GluLayout
+{
+    /// <summary><c>LK_GLU_GATE_FIRST</c>: x rows hold [gate | up], 2*d elements: vLLM silu_and_mul, gelu_and_mul</summary>
+    GluGateFirst = 0,
+
+    /// <summary><c>LK_GLU_UP_FIRST</c>: x rows hold [up | gate]: vLLM mul_and_silu</summary>
+    GluUpFirst = 1,
+
+    /// <summary><c>LK_GLU_SPLIT</c>: x is the gate [tokens, d], up a separate tensor</summary>
+    GluSplit = 2,
+}
+
+/// <summary>
+/// <c>lk_glu_params</c>: out[t, i] = act(gate[t, i]) * up[t, i] for i &lt; d: SwiGLU (SILU), GeGLU (GELU_ERF, GELU_TANH),
+/// ReGLU (RELU); any lk_activation is accepted. f32 math, out rounded once.
+/// out may equal x (same base and stride: in place, each row's first d elements); any other overlap
+/// between x, up and out is an error.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct GluParams
+{
+    /// <summary><c>x</c>: packed layouts: [tokens, x_stride] rows of 2*d; SPLIT: the gate [tokens, x_stride]</summary>
+    [NativeTypeName("const void *")]
+    public void* X;
+
+    /// <summary><c>up</c>: SPLIT: [tokens, up_stride]; NULL otherwise</summary>
+    [NativeTypeName("const void *")]
+    public void* Up;
+
+    /// <summary><c>out</c>: [tokens, out_stride]</summary>
+    [NativeTypeName("void *")]
+    public void* Out;
+
+    /// <summary><c>tokens</c></summary>
+    [NativeTypeName("int64_t")]
+    public long Tokens;
+
+    /// <summary><c>d</c></summary>
+    [NativeTypeName("int64_t")]
+    public long D;
+
+    /// <summary><c>x_stride</c>: elements between rows; 0 means 2*d (packed) or d (SPLIT)</summary>
+    [NativeTypeName("int64_t")]
+    public long XStride;
+
+    /// <summary><c>up_stride</c>: 0 means d</summary>
+    [NativeTypeName("int64_t")]
+    public long UpStride;
+
+    /// <summary><c>out_stride</c>: 0 means d</summary>
+    [NativeTypeName("int64_t")]
+    public long OutStride;
+
+    /// <summary><c>activation</c></summary>
+    [NativeTypeName("lk_activation")]
+    public Activation Activation;
+
+    /// <summary><c>layout</c></summary>
+    [NativeTypeName("lk_glu_layout")]
+    public GluLayout Layout;
+
+    /// <summary><c>dtype</c>: x, up and out</summary>
+    [NativeTypeName("lk_dtype")]
+    public Dtype Dtype;
+}
+
+/// <summary><c>lk_rope_style</c></summary>
+internal enum RopeStyle
+{
+    /// <summary><c>LK_ROPE_NEOX</c>: pairs (i, i + rot_dim/2): GPT-NeoX, Llama (HF rotate_half)</summary>
+    RopeNeox = 0,
+
+    /// <summary><c>LK_ROPE_GPTJ</c>: pairs (2i, 2i + 1): GPT-J, original RoFormer, ggml's "normal" mode</summary>
+    RopeGptj = 1,
+}
+
+/// <summary><c>lk_index_type</c></summary>
+internal enum IndexType
+{
+    /// <summary><c>LK_INDEX_I32</c></summary>
+    IndexI32 = 0,
+
+    /// <summary><c>LK_INDEX_I64</c></summary>
+    IndexI64 = 1,
+}
+
+/// <summary>
+/// <c>lk_rope_params</c>: In place on q (and k if not NULL), per token t and head h, for pair j &lt; rot_dim/2 with
+/// c = cache[pos[t], j], s = cache[pos[t], rot_dim/2 + j]:
+///   a' = a c - b s,  b' = b c + a s      (a, b the pair's two elements), f32 math;
+/// elements from rot_dim to head_dim are left untouched (partial rotary: GPT-NeoX, Phi, GLM).
+/// A token's heads are head_dim apart; tokens are q_stride / k_stride elements apart, so q and k may
+/// be views into one fused qkv buffer. A position outside [0, max_position) is
+/// LK_ERR_INVALID_ARGUMENT naming the token, checked before anything is written.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct RopeParams
+{
+    /// <summary><c>q</c>: [tokens, q_stride], heads [num_heads, head_dim]</summary>
+    [NativeTypeName("void *")]
+    public void* Q;
+
+    /// <summary><c>k</c>: [tokens, k_stride], heads [num_kv_heads, head_dim]; NULL: q only</summary>
+    [NativeTypeName("void *")]
+    public void* K;
+
+    /// <summary><c>positions</c>: [tokens], position_type</summary>
+    [NativeTypeName("const void *")]
+    public void* Positions;
+
+    /// <summary><c>cos_sin_cache</c>: [max_position, rot_dim]: cos half then sin half (vLLM's layout)</summary>
+    [NativeTypeName("const float *")]
+    public float* CosSinCache;
+
+    /// <summary><c>tokens</c></summary>
+    [NativeTypeName("int64_t")]
+    public long Tokens;
+
+    /// <summary><c>num_heads</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumHeads;
+
+    /// <summary><c>num_kv_heads</c>: divides num_heads (GQA/MQA); ignored when k is NULL</summary>
+    [NativeTypeName("int64_t")]
+    public long NumKvHeads;
+
+    /// <summary><c>head_dim</c></summary>
+    [NativeTypeName("int64_t")]
+    public long HeadDim;
+
+    /// <summary><c>rot_dim</c>: even, &lt;= head_dim; 0 means head_dim</summary>
+    [NativeTypeName("int64_t")]
+    public long RotDim;
+
+    /// <summary><c>max_position</c>: rows of the cache</summary>
+    [NativeTypeName("int64_t")]
+    public long MaxPosition;
+
+    /// <summary><c>q_stride</c>: 0 means num_heads * head_dim</summary>
+    [NativeTypeName("int64_t")]
+    public long QStride;
+
+    /// <summary><c>k_stride</c>: 0 means num_kv_heads * head_dim</summary>
+    [NativeTypeName("int64_t")]
+    public long KStride;
+
+    /// <summary><c>style</c></summary>
+    [NativeTypeName("lk_rope_style")]
+    public RopeStyle Style;
+
+    /// <summary><c>position_type</c></summary>
+    [NativeTypeName("lk_index_type")]
+    public IndexType PositionType;
+
+    /// <summary><c>dtype</c>: q and k</summary>
+    [NativeTypeName("lk_dtype")]
+    public Dtype Dtype;
+}
+
+/// <summary><c>lk_rope_scaling</c>: Frequency scaling rules for long context (vLLM's rotary_embedding, HF's rope_scaling).</summary>
+internal enum RopeScaling
+{
+    /// <summary><c>LK_ROPE_SCALING_NONE</c></summary>
+    None = 0,
+
+    /// <summary><c>LK_ROPE_SCALING_LINEAR</c>: positions / factor</summary>
+    Linear = 1,
+
+    /// <summary><c>LK_ROPE_SCALING_DYNAMIC_NTK</c>: base' = base ((factor L / L0) - (factor - 1))^(d / (d - 2)), L = max_position</summary>
+    DynamicNtk = 2,
+
+    /// <summary><c>LK_ROPE_SCALING_YARN</c>: factor, original_max_position, beta_fast, beta_slow, mscale</summary>
+    Yarn = 3,
+
+    /// <summary><c>LK_ROPE_SCALING_LLAMA3</c>: factor, low/high_freq_factor, original_max_position</summary>
+    Llama3 = 4,
+}
+
+/// <summary>
+/// <c>lk_rope_cache_params</c>: Fills cache[p, j] = cos(p * inv_freq[j]) * m and cache[p, rot_dim/2 + j] = sin(...) * m, the
+/// angle and its cos/sin computed in double and rounded once to f32 (exact enough for positions up
+/// to and beyond 1,000,000). m is 1 except for YaRN. Formulas, and the HF/vLLM fields they take:
+/// docs/rope.md.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct RopeCacheParams
+{
+    /// <summary><c>cache</c>: [max_position, rot_dim]</summary>
+    [NativeTypeName("float *")]
+    public float* Cache;
+
+    /// <summary><c>max_position</c></summary>
+    [NativeTypeName("int64_t")]
+    public long MaxPosition;
+
+    /// <summary><c>rot_dim</c>: even, &gt; 0</summary>
+    [NativeTypeName("int64_t")]
+    public long RotDim;
+
+    /// <summary><c>original_max_position</c>: DYNAMIC_NTK, YARN, LLAMA3: the pre-training context length</summary>
+    [NativeTypeName("int64_t")]
+    public long OriginalMaxPosition;
+
+    /// <summary><c>base</c>: rope_theta, &gt; 0 (10000, 500000, ...)</summary>
+    public double Base;
+
+    /// <summary><c>factor</c>: scaling factor (&gt;= 1 for LINEAR/DYNAMIC_NTK/YARN/LLAMA3)</summary>
+    public double Factor;
+
+    /// <summary><c>beta_fast</c>: YARN; 0 means 32</summary>
+    public double BetaFast;
+
+    /// <summary><c>beta_slow</c>: YARN; 0 means 1</summary>
+    public double BetaSlow;
+
+    /// <summary><c>mscale</c>: YARN: cos/sin multiplier; 0 means 0.1 ln(factor) + 1</summary>
+    public double Mscale;
+
+    /// <summary><c>low_freq_factor</c>: LLAMA3 (1 in Llama 3.1)</summary>
+    public double LowFreqFactor;
+
+    /// <summary><c>high_freq_factor</c>: LLAMA3 (4 in Llama 3.1)</summary>
+    public double HighFreqFactor;
+
+    /// <summary><c>scaling</c></summary>
+    [NativeTypeName("lk_rope_scaling")]
+    public RopeScaling Scaling;
+}
+
+/// <summary>
+/// <c>lk_t5_bias_params</c>: T5's relative position buckets and the additive attention bias built from them.
+/// For query i and key j, rel = j - (i + query_offset); bucket(rel) as T5's
+/// _relative_position_bucket (bidirectional: half the buckets per sign; exact below
+/// max_exact = buckets/2, logarithmic up to max_distance).
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct T5BiasParams
+{
+    /// <summary><c>table</c>: [num_buckets, num_heads]: relative_attention_bias.weight; NULL: buckets only</summary>
+    [NativeTypeName("const float *")]
+    public float* Table;
+
+    /// <summary><c>bias</c>: [num_heads, q_len, k_len] f32: table[bucket(i, j), h]; NULL if table is NULL</summary>
+    [NativeTypeName("float *")]
+    public float* Bias;
+
+    /// <summary><c>buckets</c>: [q_len, k_len] or NULL</summary>
+    [NativeTypeName("int32_t *")]
+    public int* Buckets;
+
+    /// <summary><c>q_len</c></summary>
+    [NativeTypeName("int64_t")]
+    public long QLen;
+
+    /// <summary><c>k_len</c></summary>
+    [NativeTypeName("int64_t")]
+    public long KLen;
+
+    /// <summary><c>num_heads</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumHeads;
+
+    /// <summary><c>num_buckets</c>: 32 in T5</summary>
+    [NativeTypeName("int64_t")]
+    public long NumBuckets;
+
+    /// <summary><c>max_distance</c>: 128 in T5</summary>
+    [NativeTypeName("int64_t")]
+    public long MaxDistance;
+
+    /// <summary><c>query_offset</c>: position of query 0 among the keys: k_len - q_len when decoding</summary>
+    [NativeTypeName("int64_t")]
+    public long QueryOffset;
+
+    /// <summary><c>bidirectional</c>: 1: encoder; 0: decoder (causal)</summary>
+    [NativeTypeName("int32_t")]
+    public int Bidirectional;
+}

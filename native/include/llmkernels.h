@@ -31,7 +31,7 @@ extern "C" {
 
 /* Bumped whenever a params struct, an enum value or a signature changes; the managed layer refuses
  * a native library whose lk_abi_version() differs from the one its bindings were generated for. */
-#define LK_ABI_VERSION 1
+#define LK_ABI_VERSION 2
 
 typedef enum lk_status {
   LK_OK = 0,
@@ -132,6 +132,207 @@ typedef struct lk_rms_norm_params {
 
 LK_API lk_status lk_rms_norm(lk_cpu_context *context, const lk_rms_norm_params *params);
 LK_API lk_status lk_fused_add_rms_norm(lk_cpu_context *context, const lk_rms_norm_params *params);
+
+/* ---- Norms: RMSNorm and LayerNorm with the residual placements models use ------------------- */
+
+typedef enum lk_norm_kind {
+  LK_NORM_RMS = 0,  /* y = v / sqrt(mean(v^2) + eps) * w */
+  LK_NORM_LAYER = 1 /* y = (v - mean(v)) / sqrt(var(v) + eps) * w + b  (biased variance, as torch) */
+} lk_norm_kind;
+
+/* Where the residual stream meets the norm (v is what gets normalised):
+ *   NONE  v = x                                      residual must be NULL
+ *   PRE   residual = round(residual + x); v = residual   (pre-norm: Llama, vLLM fused_add_rms_norm)
+ *   POST  v = round(alpha * residual + x)           (post-norm with alpha = 1; DeepNorm, GLM-130B,
+ *                                                     with alpha = (2N)^(1/4)); residual is read only
+ * round() is rounding to dtype: the statistics use the value a separate add would have stored, so a
+ * fused call equals the unfused sequence (PyTorch/HF semantics). Sandwich norm (Gemma 2/3:
+ * residual += norm2(x); y = norm1(residual)) is NONE with norm2's weight, then PRE with norm1's:
+ * docs/norms.md. */
+typedef enum lk_norm_residual {
+  LK_NORM_RESIDUAL_NONE = 0,
+  LK_NORM_RESIDUAL_PRE = 1,
+  LK_NORM_RESIDUAL_POST = 2
+} lk_norm_residual;
+
+/* The general norm call. lk_rms_norm / lk_fused_add_rms_norm above are RMS with NONE / PRE.
+ * Statistics are f32 (LayerNorm: mean, then the variance as a second pass over the row in cache,
+ * so no cancellation); y is rounded once, after the weight multiply and bias add.
+ * Aliasing: y may equal x (in place), and in the PRE form y may equal residual; any other overlap
+ * between x, residual, y, weight and bias is LK_ERR_INVALID_ARGUMENT. */
+typedef struct lk_norm_params {
+  const void *x;         /* [rows, x_stride], dtype */
+  void *residual;        /* [rows, residual_stride], dtype: PRE (updated) and POST (read), else NULL */
+  void *y;               /* [rows, y_stride], dtype */
+  const void *weight;    /* [hidden], weight_dtype; required for RMS, NULL means 1 for LAYER */
+  const void *bias;      /* [hidden], weight_dtype; LAYER only, NULL means 0 */
+  int64_t rows;
+  int64_t hidden;
+  int64_t x_stride;      /* elements between rows; 0 means hidden */
+  int64_t residual_stride;
+  int64_t y_stride;
+  float eps;
+  float alpha;           /* POST: the residual's scale; 0 is read as 1. Must be 0 or 1 otherwise. */
+  uint32_t flags;        /* LK_NORM_WEIGHT_OFFSET_ONE */
+  lk_norm_kind kind;
+  lk_norm_residual residual_mode;
+  lk_dtype dtype;        /* x, residual and y */
+  lk_dtype weight_dtype; /* weight and bias: dtype or LK_DTYPE_F32 */
+} lk_norm_params;
+
+LK_API lk_status lk_norm(lk_cpu_context *context, const lk_norm_params *params);
+
+/* ---- Activations and gated linear units ----------------------------------------------------- */
+
+/* Element-wise functions, computed in f32 with the vectorised exp/erf/tanh of docs/activations.md
+ * (maximum errors in ulps against float64 are listed there). */
+typedef enum lk_activation {
+  LK_ACTIVATION_SILU = 0,      /* x * sigmoid(x) = x / (1 + exp(-x)) */
+  LK_ACTIVATION_GELU_ERF = 1,  /* 0.5 x (1 + erf(x / sqrt(2)))  (torch gelu, approximate='none') */
+  LK_ACTIVATION_GELU_TANH = 2, /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (approximate='tanh') */
+  LK_ACTIVATION_RELU = 3,      /* max(x, 0); NaN stays NaN */
+  LK_ACTIVATION_SIGMOID = 4,   /* 1 / (1 + exp(-x)) */
+  LK_ACTIVATION_EXP = 5,
+  LK_ACTIVATION_TANH = 6,
+  LK_ACTIVATION_ERF = 7
+} lk_activation;
+
+/* y[i] = act(x[i]) for i < n. y may equal x (in place); any other overlap is an error. */
+typedef struct lk_activation_params {
+  const void *x; /* [n], dtype */
+  void *y;       /* [n], dtype */
+  int64_t n;
+  lk_activation activation;
+  lk_dtype dtype;
+} lk_activation_params;
+
+LK_API lk_status lk_apply_activation(lk_cpu_context *context, const lk_activation_params *params);
+
+/* How gate and up reach lk_glu. */
+typedef enum lk_glu_layout {
+  LK_GLU_GATE_FIRST = 0, /* x rows hold [gate | up], 2*d elements: vLLM silu_and_mul, gelu_and_mul */
+  LK_GLU_UP_FIRST = 1,   /* x rows hold [up | gate]: vLLM mul_and_silu */
+  LK_GLU_SPLIT = 2       /* x is the gate [tokens, d], up a separate tensor */
+} lk_glu_layout;
+
+/* out[t, i] = act(gate[t, i]) * up[t, i] for i < d: SwiGLU (SILU), GeGLU (GELU_ERF, GELU_TANH),
+ * ReGLU (RELU); any lk_activation is accepted. f32 math, out rounded once.
+ * out may equal x (same base and stride: in place, each row's first d elements); any other overlap
+ * between x, up and out is an error. */
+typedef struct lk_glu_params {
+  const void *x;      /* packed layouts: [tokens, x_stride] rows of 2*d; SPLIT: the gate [tokens, x_stride] */
+  const void *up;     /* SPLIT: [tokens, up_stride]; NULL otherwise */
+  void *out;          /* [tokens, out_stride] */
+  int64_t tokens;
+  int64_t d;
+  int64_t x_stride;   /* elements between rows; 0 means 2*d (packed) or d (SPLIT) */
+  int64_t up_stride;  /* 0 means d */
+  int64_t out_stride; /* 0 means d */
+  lk_activation activation;
+  lk_glu_layout layout;
+  lk_dtype dtype;     /* x, up and out */
+} lk_glu_params;
+
+LK_API lk_status lk_glu(lk_cpu_context *context, const lk_glu_params *params);
+
+/* ---- Rotary position embedding ---------------------------------------------------------------- */
+
+typedef enum lk_rope_style {
+  LK_ROPE_NEOX = 0, /* pairs (i, i + rot_dim/2): GPT-NeoX, Llama (HF rotate_half) */
+  LK_ROPE_GPTJ = 1  /* pairs (2i, 2i + 1): GPT-J, original RoFormer, ggml's "normal" mode */
+} lk_rope_style;
+
+typedef enum lk_index_type {
+  LK_INDEX_I32 = 0,
+  LK_INDEX_I64 = 1
+} lk_index_type;
+
+/* In place on q (and k if not NULL), per token t and head h, for pair j < rot_dim/2 with
+ * c = cache[pos[t], j], s = cache[pos[t], rot_dim/2 + j]:
+ *   a' = a c - b s,  b' = b c + a s      (a, b the pair's two elements), f32 math;
+ * elements from rot_dim to head_dim are left untouched (partial rotary: GPT-NeoX, Phi, GLM).
+ * A token's heads are head_dim apart; tokens are q_stride / k_stride elements apart, so q and k may
+ * be views into one fused qkv buffer. A position outside [0, max_position) is
+ * LK_ERR_INVALID_ARGUMENT naming the token, checked before anything is written. */
+typedef struct lk_rope_params {
+  void *q;                     /* [tokens, q_stride], heads [num_heads, head_dim] */
+  void *k;                     /* [tokens, k_stride], heads [num_kv_heads, head_dim]; NULL: q only */
+  const void *positions;       /* [tokens], position_type */
+  const float *cos_sin_cache;  /* [max_position, rot_dim]: cos half then sin half (vLLM's layout) */
+  int64_t tokens;
+  int64_t num_heads;
+  int64_t num_kv_heads;        /* divides num_heads (GQA/MQA); ignored when k is NULL */
+  int64_t head_dim;
+  int64_t rot_dim;             /* even, <= head_dim; 0 means head_dim */
+  int64_t max_position;        /* rows of the cache */
+  int64_t q_stride;            /* 0 means num_heads * head_dim */
+  int64_t k_stride;            /* 0 means num_kv_heads * head_dim */
+  lk_rope_style style;
+  lk_index_type position_type;
+  lk_dtype dtype;              /* q and k */
+} lk_rope_params;
+
+LK_API lk_status lk_rope(lk_cpu_context *context, const lk_rope_params *params);
+
+/* Frequency scaling rules for long context (vLLM's rotary_embedding, HF's rope_scaling). */
+typedef enum lk_rope_scaling {
+  LK_ROPE_SCALING_NONE = 0,
+  LK_ROPE_SCALING_LINEAR = 1,      /* positions / factor */
+  LK_ROPE_SCALING_DYNAMIC_NTK = 2, /* base' = base ((factor L / L0) - (factor - 1))^(d / (d - 2)), L = max_position */
+  LK_ROPE_SCALING_YARN = 3,        /* factor, original_max_position, beta_fast, beta_slow, mscale */
+  LK_ROPE_SCALING_LLAMA3 = 4       /* factor, low/high_freq_factor, original_max_position */
+} lk_rope_scaling;
+
+/* Fills cache[p, j] = cos(p * inv_freq[j]) * m and cache[p, rot_dim/2 + j] = sin(...) * m, the
+ * angle and its cos/sin computed in double and rounded once to f32 (exact enough for positions up
+ * to and beyond 1,000,000). m is 1 except for YaRN. Formulas, and the HF/vLLM fields they take:
+ * docs/rope.md. */
+typedef struct lk_rope_cache_params {
+  float *cache;                  /* [max_position, rot_dim] */
+  int64_t max_position;
+  int64_t rot_dim;               /* even, > 0 */
+  int64_t original_max_position; /* DYNAMIC_NTK, YARN, LLAMA3: the pre-training context length */
+  double base;                   /* rope_theta, > 0 (10000, 500000, ...) */
+  double factor;                 /* scaling factor (>= 1 for LINEAR/DYNAMIC_NTK/YARN/LLAMA3) */
+  double beta_fast;              /* YARN; 0 means 32 */
+  double beta_slow;              /* YARN; 0 means 1 */
+  double mscale;                 /* YARN: cos/sin multiplier; 0 means 0.1 ln(factor) + 1 */
+  double low_freq_factor;        /* LLAMA3 (1 in Llama 3.1) */
+  double high_freq_factor;       /* LLAMA3 (4 in Llama 3.1) */
+  lk_rope_scaling scaling;
+} lk_rope_cache_params;
+
+LK_API lk_status lk_rope_cache_build(lk_cpu_context *context, const lk_rope_cache_params *params);
+
+/* ---- Position helpers -------------------------------------------------------------------------- */
+
+/* ALiBi slopes for num_heads heads (Press et al.; as in HF's build_alibi_tensor and vLLM):
+ * n = the largest power of two <= num_heads, slopes 2^(-8 (i+1) / n) for i < n, then for the rest
+ * the odd-indexed slopes of 2n heads: 2^(-4 (2 i + 1) / n) for i < num_heads - n. */
+LK_API lk_status lk_alibi_slopes(int64_t num_heads, float *slopes);
+
+/* The sinusoidal table of "Attention Is All You Need": table[p, 2i] = sin(p / base^(2i / dim)),
+ * table[p, 2i + 1] = cos(...), computed in double; dim even, base > 0 (10000 in the paper). */
+LK_API lk_status lk_sinusoidal_positions(float *table, int64_t num_positions, int64_t dim, double base);
+
+/* T5's relative position buckets and the additive attention bias built from them.
+ * For query i and key j, rel = j - (i + query_offset); bucket(rel) as T5's
+ * _relative_position_bucket (bidirectional: half the buckets per sign; exact below
+ * max_exact = buckets/2, logarithmic up to max_distance). */
+typedef struct lk_t5_bias_params {
+  const float *table;    /* [num_buckets, num_heads]: relative_attention_bias.weight; NULL: buckets only */
+  float *bias;           /* [num_heads, q_len, k_len] f32: table[bucket(i, j), h]; NULL if table is NULL */
+  int32_t *buckets;      /* [q_len, k_len] or NULL */
+  int64_t q_len;
+  int64_t k_len;
+  int64_t num_heads;
+  int64_t num_buckets;   /* 32 in T5 */
+  int64_t max_distance;  /* 128 in T5 */
+  int64_t query_offset;  /* position of query 0 among the keys: k_len - q_len when decoding */
+  int32_t bidirectional; /* 1: encoder; 0: decoder (causal) */
+} lk_t5_bias_params;
+
+LK_API lk_status lk_t5_relative_position_bias(const lk_t5_bias_params *params);
 
 #ifdef __cplusplus
 }
