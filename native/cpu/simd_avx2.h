@@ -115,4 +115,39 @@ static LK_INLINE lk_vf2 lk_v_store_round_bf16_pairs(uint16_t *p, lk_vf2 v) {
   return lk_v_unpack_bf16_pairs(packed);
 }
 
+
+/* ---- general arithmetic, comparisons and selects (used by the LayerNorm, activation and RoPE
+ * kernels). A mask is what the ISA compares into: a vector of all-ones lanes here, a k-register
+ * on AVX-512; kernels only pass masks from lk_v_cmp_* to lk_v_select. */
+typedef __m256 lk_vmask;
+static LK_INLINE lk_vf lk_v_sub(lk_vf a, lk_vf b) { return _mm256_sub_ps(a, b); }
+static LK_INLINE lk_vf lk_v_div(lk_vf a, lk_vf b) { return _mm256_div_ps(a, b); }
+/* max/min return b when either is NaN (the x86 rule): put the value whose NaN must survive second. */
+static LK_INLINE lk_vf lk_v_max(lk_vf a, lk_vf b) { return _mm256_max_ps(a, b); }
+static LK_INLINE lk_vf lk_v_min(lk_vf a, lk_vf b) { return _mm256_min_ps(a, b); }
+static LK_INLINE lk_vf lk_v_fmsub(lk_vf a, lk_vf b, lk_vf c) { return _mm256_fmsub_ps(a, b, c); }   /* a*b - c */
+static LK_INLINE lk_vf lk_v_fnmadd(lk_vf a, lk_vf b, lk_vf c) { return _mm256_fnmadd_ps(a, b, c); } /* c - a*b */
+static LK_INLINE lk_vf lk_v_abs(lk_vf a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+static LK_INLINE lk_vf lk_v_neg(lk_vf a) { return _mm256_xor_ps(_mm256_set1_ps(-0.0f), a); }
+static LK_INLINE lk_vf lk_v_and(lk_vf a, lk_vf b) { return _mm256_and_ps(a, b); }
+static LK_INLINE lk_vf lk_v_or(lk_vf a, lk_vf b) { return _mm256_or_ps(a, b); }
+static LK_INLINE lk_vf lk_v_xor(lk_vf a, lk_vf b) { return _mm256_xor_ps(a, b); }
+/* Round to the nearest integer, ties to even. */
+static LK_INLINE lk_vf lk_v_round(lk_vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static LK_INLINE lk_vmask lk_v_cmp_lt(lk_vf a, lk_vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+static LK_INLINE lk_vmask lk_v_cmp_gt(lk_vf a, lk_vf b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+static LK_INLINE lk_vmask lk_v_cmp_nan(lk_vf a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
+/* mask ? a : b, per lane. */
+static LK_INLINE lk_vf lk_v_select(lk_vmask mask, lk_vf a, lk_vf b) { return _mm256_blendv_ps(b, a, mask); }
+static LK_INLINE bool lk_v_mask_any(lk_vmask mask) { return _mm256_movemask_ps(mask) != 0; }
+/* Integer view for bit tricks (exponent construction in exp). */
+typedef __m256i lk_vi;
+static LK_INLINE lk_vi lk_v_cvt_i32(lk_vf a) { return _mm256_cvtps_epi32(a); } /* nearest, ties even */
+static LK_INLINE lk_vf lk_v_cvt_f32(lk_vi a) { return _mm256_cvtepi32_ps(a); }
+static LK_INLINE lk_vi lk_v_as_i32(lk_vf a) { return _mm256_castps_si256(a); }
+static LK_INLINE lk_vf lk_v_as_f32(lk_vi a) { return _mm256_castsi256_ps(a); }
+static LK_INLINE lk_vi lk_vi_add(lk_vi a, lk_vi b) { return _mm256_add_epi32(a, b); }
+static LK_INLINE lk_vi lk_vi_set1(int32_t v) { return _mm256_set1_epi32(v); }
+static LK_INLINE lk_vi lk_vi_slli(lk_vi a, int n) { return _mm256_slli_epi32(a, n); }
+
 #endif /* LK_SIMD_AVX2_H */

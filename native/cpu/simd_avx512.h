@@ -116,4 +116,34 @@ static LK_INLINE lk_vf2 lk_v_store_round_bf16_pairs(uint16_t *p, lk_vf2 v) {
   return lk_v_unpack_bf16_pairs(packed);
 }
 
+
+/* ---- general arithmetic, comparisons and selects: same names as simd_avx2.h. */
+typedef __mmask16 lk_vmask;
+static LK_INLINE lk_vf lk_v_sub(lk_vf a, lk_vf b) { return _mm512_sub_ps(a, b); }
+static LK_INLINE lk_vf lk_v_div(lk_vf a, lk_vf b) { return _mm512_div_ps(a, b); }
+/* max/min return b when either is NaN (the x86 rule): put the value whose NaN must survive second. */
+static LK_INLINE lk_vf lk_v_max(lk_vf a, lk_vf b) { return _mm512_max_ps(a, b); }
+static LK_INLINE lk_vf lk_v_min(lk_vf a, lk_vf b) { return _mm512_min_ps(a, b); }
+static LK_INLINE lk_vf lk_v_fmsub(lk_vf a, lk_vf b, lk_vf c) { return _mm512_fmsub_ps(a, b, c); }
+static LK_INLINE lk_vf lk_v_fnmadd(lk_vf a, lk_vf b, lk_vf c) { return _mm512_fnmadd_ps(a, b, c); }
+static LK_INLINE lk_vf lk_v_abs(lk_vf a) { return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff))); }
+static LK_INLINE lk_vf lk_v_neg(lk_vf a) { return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_set1_epi32((int)0x80000000u))); }
+static LK_INLINE lk_vf lk_v_and(lk_vf a, lk_vf b) { return _mm512_and_ps(a, b); }
+static LK_INLINE lk_vf lk_v_or(lk_vf a, lk_vf b) { return _mm512_or_ps(a, b); }
+static LK_INLINE lk_vf lk_v_xor(lk_vf a, lk_vf b) { return _mm512_xor_ps(a, b); }
+static LK_INLINE lk_vf lk_v_round(lk_vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static LK_INLINE lk_vmask lk_v_cmp_lt(lk_vf a, lk_vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+static LK_INLINE lk_vmask lk_v_cmp_gt(lk_vf a, lk_vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+static LK_INLINE lk_vmask lk_v_cmp_nan(lk_vf a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+static LK_INLINE lk_vf lk_v_select(lk_vmask mask, lk_vf a, lk_vf b) { return _mm512_mask_blend_ps(mask, b, a); }
+static LK_INLINE bool lk_v_mask_any(lk_vmask mask) { return mask != 0; }
+typedef __m512i lk_vi;
+static LK_INLINE lk_vi lk_v_cvt_i32(lk_vf a) { return _mm512_cvtps_epi32(a); }
+static LK_INLINE lk_vf lk_v_cvt_f32(lk_vi a) { return _mm512_cvtepi32_ps(a); }
+static LK_INLINE lk_vi lk_v_as_i32(lk_vf a) { return _mm512_castps_si512(a); }
+static LK_INLINE lk_vf lk_v_as_f32(lk_vi a) { return _mm512_castsi512_ps(a); }
+static LK_INLINE lk_vi lk_vi_add(lk_vi a, lk_vi b) { return _mm512_add_epi32(a, b); }
+static LK_INLINE lk_vi lk_vi_set1(int32_t v) { return _mm512_set1_epi32(v); }
+static LK_INLINE lk_vi lk_vi_slli(lk_vi a, int n) { return _mm512_slli_epi32(a, (unsigned)n); }
+
 #endif /* LK_SIMD_AVX512_H */
