@@ -4,7 +4,8 @@
  * (lk_vf2), which changes no result.
  *
  * Three passes over a row, only the first from memory: pass 1 reads x (and the residual; PRE
- * writes it back) and sums v; pass 2 sums (v - mean)^2 from L1/L2 (a row of 8192 f32 is 32 KiB,
+ * writes it back) and sums v; pass 2 sums the deviations from that first mean and their squares
+ * from L1/L2 (a row of 8192 f32 is 32 KiB,
  * 64 KiB with its residual); pass 3 writes y, with streaming stores for large outputs, while
  * prefetching the next row's inputs. So the DRAM traffic is RMSNorm's: inputs once, y once. */
 #include "layer_norm.h"
@@ -55,53 +56,49 @@ static LK_INLINE int64_t LK_ISA_SUFFIX(layer_norm_sum)(const void *x, void *resi
   return i;
 }
 
-/* Pass 2: sum of (v - mean)^2 over elements [0, n), from cache; returns how many it covered. */
+/* Pass 2: s1 = sum(v - m0) and s2 = sum((v - m0)^2) over elements [0, n), from cache (see
+ * layer_norm.h); returns how many it covered. Four chains of each. */
 static LK_INLINE int64_t LK_ISA_SUFFIX(layer_norm_deviations)(const void *x, const void *residual, int64_t n,
                                                               lk_dtype dtype, lk_norm_residual mode, lk_vf alpha,
-                                                              float mean, float *out) {
-  const lk_vf mean_v = lk_v_set1(mean);
-  lk_vf acc0 = lk_v_zero(), acc1 = lk_v_zero(), acc2 = lk_v_zero(), acc3 = lk_v_zero();
-  lk_vf acc4 = lk_v_zero(), acc5 = lk_v_zero(), acc6 = lk_v_zero(), acc7 = lk_v_zero();
+                                                              float m0, float *out_s1, float *out_s2) {
+  const lk_vf m0_v = lk_v_set1(m0);
+  lk_vf s1_0 = lk_v_zero(), s1_1 = lk_v_zero(), s1_2 = lk_v_zero(), s1_3 = lk_v_zero();
+  lk_vf s2_0 = lk_v_zero(), s2_1 = lk_v_zero(), s2_2 = lk_v_zero(), s2_3 = lk_v_zero();
   int64_t i = 0;
-#define LK_DEVIATION(acc, offset)                                                                  \
+#define LK_ACCUMULATE(v, s1, s2)                                                                   \
   do {                                                                                             \
-    lk_vf d = lk_v_sub(LK_ISA_SUFFIX(norm_input)(x, residual, i + (offset), dtype, mode, alpha), mean_v); \
-    acc = lk_v_fmadd(d, d, acc);                                                                   \
+    lk_vf d = lk_v_sub((v), m0_v);                                                                 \
+    s1 = lk_v_add(s1, d);                                                                          \
+    s2 = lk_v_fmadd(d, d, s2);                                                                     \
   } while (0)
+#define LK_DEVIATION(s1, s2, offset)                                                               \
+  LK_ACCUMULATE(LK_ISA_SUFFIX(norm_input)(x, residual, i + (offset), dtype, mode, alpha), s1, s2)
   if (dtype == LK_DTYPE_BF16) {
-#define LK_DEVIATION_PAIR(acc_even, acc_odd, offset)                                               \
+#define LK_DEVIATION_PAIR(s1_even, s2_even, s1_odd, s2_odd, offset)                                \
   do {                                                                                             \
     lk_vf2 v = LK_ISA_SUFFIX(norm_input_pairs)((const uint16_t *)x, (const uint16_t *)residual,    \
                                                i + (offset), mode, alpha);                         \
-    lk_vf even = lk_v_sub(v.even, mean_v), odd = lk_v_sub(v.odd, mean_v);                          \
-    acc_even = lk_v_fmadd(even, even, acc_even);                                                   \
-    acc_odd = lk_v_fmadd(odd, odd, acc_odd);                                                       \
+    LK_ACCUMULATE(v.even, s1_even, s2_even);                                                       \
+    LK_ACCUMULATE(v.odd, s1_odd, s2_odd);                                                          \
   } while (0)
-    for (; i + 8 * LK_VEC_LANES <= n; i += 8 * LK_VEC_LANES) {
-      LK_DEVIATION_PAIR(acc0, acc1, 0);
-      LK_DEVIATION_PAIR(acc2, acc3, 2 * LK_VEC_LANES);
-      LK_DEVIATION_PAIR(acc4, acc5, 4 * LK_VEC_LANES);
-      LK_DEVIATION_PAIR(acc6, acc7, 6 * LK_VEC_LANES);
+    for (; i + 4 * LK_VEC_LANES <= n; i += 4 * LK_VEC_LANES) {
+      LK_DEVIATION_PAIR(s1_0, s2_0, s1_1, s2_1, 0);
+      LK_DEVIATION_PAIR(s1_2, s2_2, s1_3, s2_3, 2 * LK_VEC_LANES);
     }
-    for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) LK_DEVIATION_PAIR(acc0, acc1, 0);
 #undef LK_DEVIATION_PAIR
   } else {
-    for (; i + 8 * LK_VEC_LANES <= n; i += 8 * LK_VEC_LANES) {
-      LK_DEVIATION(acc0, 0);
-      LK_DEVIATION(acc1, LK_VEC_LANES);
-      LK_DEVIATION(acc2, 2 * LK_VEC_LANES);
-      LK_DEVIATION(acc3, 3 * LK_VEC_LANES);
-      LK_DEVIATION(acc4, 4 * LK_VEC_LANES);
-      LK_DEVIATION(acc5, 5 * LK_VEC_LANES);
-      LK_DEVIATION(acc6, 6 * LK_VEC_LANES);
-      LK_DEVIATION(acc7, 7 * LK_VEC_LANES);
+    for (; i + 4 * LK_VEC_LANES <= n; i += 4 * LK_VEC_LANES) {
+      LK_DEVIATION(s1_0, s2_0, 0);
+      LK_DEVIATION(s1_1, s2_1, LK_VEC_LANES);
+      LK_DEVIATION(s1_2, s2_2, 2 * LK_VEC_LANES);
+      LK_DEVIATION(s1_3, s2_3, 3 * LK_VEC_LANES);
     }
   }
-  for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) LK_DEVIATION(acc0, 0);
+  for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) LK_DEVIATION(s1_0, s2_0, 0);
 #undef LK_DEVIATION
-  acc0 = lk_v_add(lk_v_add(acc0, acc4), lk_v_add(acc1, acc5));
-  acc2 = lk_v_add(lk_v_add(acc2, acc6), lk_v_add(acc3, acc7));
-  *out = lk_v_hsum(lk_v_add(acc0, acc2));
+#undef LK_ACCUMULATE
+  *out_s1 = lk_v_hsum(lk_v_add(lk_v_add(s1_0, s1_2), lk_v_add(s1_1, s1_3)));
+  *out_s2 = lk_v_hsum(lk_v_add(lk_v_add(s2_0, s2_2), lk_v_add(s2_1, s2_3)));
   return i;
 }
 
@@ -197,15 +194,17 @@ static LK_INLINE void LK_ISA_SUFFIX(layer_norm_row)(const lk_norm_job *job, int6
   float sum;
   int64_t i = LK_ISA_SUFFIX(layer_norm_sum)(x, residual, n, dtype, mode, alpha_v, &sum);
   for (; i < n; i++) sum += lk_norm_first_pass_element(x, residual, i, dtype, mode, alpha);
-  const float mean = sum / (float)n;
+  const float m0 = sum / (float)n;
 
-  float deviations;
-  i = LK_ISA_SUFFIX(layer_norm_deviations)(x, residual, n, dtype, mode, alpha_v, mean, &deviations);
+  float s1, s2;
+  i = LK_ISA_SUFFIX(layer_norm_deviations)(x, residual, n, dtype, mode, alpha_v, m0, &s1, &s2);
   for (; i < n; i++) {
-    float d = lk_norm_input_element(x, residual, i, dtype, mode, alpha) - mean;
-    deviations += d * d;
+    float d = lk_norm_input_element(x, residual, i, dtype, mode, alpha) - m0;
+    s1 += d;
+    s2 += d * d;
   }
-  const float rstd = lk_layer_norm_rstd(deviations, n, eps);
+  float mean, rstd;
+  lk_layer_norm_stats(m0, s1, s2, n, eps, &mean, &rstd);
 
   int64_t head = stream ? lk_stream_head(y, dtype) : 0;
   const bool streaming = stream && head >= 0 && head < n;
@@ -223,8 +222,7 @@ static LK_INLINE void LK_ISA_SUFFIX(layer_norm_row)(const lk_norm_job *job, int6
   for (i = 0; i < head; i++) LK_SCALAR_ELEMENT(i);
   /* bf16 rounding needs a NaN fix-up only if an output can be NaN: not when v, the statistics,
    * weight and bias are all finite. */
-  const bool finite = dtype == LK_DTYPE_BF16 && job->weight_finite && isfinite(sum) && isfinite(deviations) &&
-                      isfinite(rstd);
+  const bool finite = dtype == LK_DTYPE_BF16 && job->weight_finite && isfinite(sum) && isfinite(s2) && isfinite(rstd);
   if (finite)
     i = LK_ISA_SUFFIX(layer_norm_output)(x, residual, weight, bias, y, i, n, mean, rstd, streaming, x_next,
                                          residual_next, dtype, weight_dtype, mode, alpha_v, offset_one, true);
