@@ -821,6 +821,73 @@ static void run_timed(const char *part, void (*test)(void)) {
 #endif
 }
 
+/* NaN, infinities and values near the dtype's maximum in x (and the residual): every ISA must put a
+ * NaN exactly where the scalar reference does (a bf16 NaN must stay NaN through the rounding, not
+ * carry into an infinity), and agree elsewhere. 20 rows, so the bf16 kernels take their weight-scan
+ * shortcut (norm.c) on the clean rows and must still fix up the rows that hold a NaN. */
+static void test_special_values(void) {
+  const int64_t rows = 20, hidden = 100;
+  for (int v = 0; v < VARIANT_COUNT; v += 1) {
+    norm_case c = variant(v, rows, hidden);
+    if (c.mode == LK_NORM_RESIDUAL_POST) c.alpha = 2.0f;
+    const float big = c.dtype == LK_DTYPE_F16 ? 60000.0f : 3e38f;
+    norm_inputs in;
+    uint64_t seed = base_seed ^ (0x9E3779B97F4A7C15ull * ++case_counter);
+    make_inputs(&c, seed, &in);
+    /* make_inputs made x read-only: write the specials into a copy */
+    strided x = strided_copy(&in.x, c.edge);
+    const float specials[] = {NAN, INFINITY, -INFINITY, 0.0f, 0.0f};
+    for (int64_t r = 1; r <= 4; r++) {
+      float value = specials[r - 1];
+      if (r == 4) value = big;
+      tensor_store(c.dtype, x.memory.data, element(&x, r, (r * 7) % hidden), value);
+      if (r == 4) tensor_store(c.dtype, x.memory.data, element(&x, r, (r * 7 + 1) % hidden), big);
+    }
+    check_context_push("special values: lk_norm %s %s %s/w:%s%s%s", c.kind == LK_NORM_LAYER ? "LAYER" : "RMS",
+                       mode_label(c.mode), dtype_label(c.dtype), dtype_label(c.weight_dtype),
+                       c.affine.weight ? " weight" : "", c.affine.bias ? " bias" : "");
+    strided scalar_y = {0};
+    for (int k = 0; k < isa_count; k++) {
+      strided y = strided_alloc(c.dtype, rows, hidden, hidden, c.edge);
+      strided residual = {0};
+      if (has_residual(&c)) residual = strided_copy(&in.residual, c.edge);
+      lk_norm_params p = params_for(&c, x.memory.data, has_residual(&c) ? residual.memory.data : NULL, y.memory.data, &in);
+      if (CHECK_STATUS(call_kernel(contexts[k][1], &p), LK_OK)) {
+        if (k == 0) {
+          scalar_y = y;
+          memset(&y, 0, sizeof y);
+          /* the scalar reference itself: a NaN poisons its row, clean rows stay finite (what an
+           * infinity gives follows from the definitions: 0 and NaN for RMS, all NaN for LAYER) */
+          for (int64_t r = 0; r < rows; r++)
+            for (int64_t col = 0; col < hidden; col++) {
+              float got = tensor_load(c.dtype, scalar_y.memory.data, element(&scalar_y, r, col));
+              if (r == 0 || r > 4) CHECKF(isfinite(got), "scalar: row %lld col %lld is %g on finite data", (long long)r, (long long)col, got);
+              if (r == 1) CHECKF(isnan(got), "scalar: row 1 (a NaN in x) col %lld is %g, not NaN", (long long)col, got);
+            }
+        } else {
+          int64_t mismatched = 0, first = -1;
+          for (int64_t r = 0; r < rows; r++)
+            for (int64_t col = 0; col < hidden; col++) {
+              float want = tensor_load(c.dtype, scalar_y.memory.data, element(&scalar_y, r, col));
+              float got = tensor_load(c.dtype, y.memory.data, element(&y, r, col));
+              bool same = isnan(want) ? isnan(got) : (isfinite(want) ? fabsf(got - want) <= 1e-2f * (1.0f + fabsf(want)) : got == want);
+              if (!same && mismatched++ == 0) first = r * hidden + col;
+            }
+          CHECKF(mismatched == 0, "%s: %lld outputs disagree with scalar in NaN-ness or value; first at [%lld, %lld]: scalar %g, got %g",
+                 lk_isa_name(isas[k]), (long long)mismatched, (long long)(first / hidden), (long long)(first % hidden),
+                 first >= 0 ? tensor_load(c.dtype, scalar_y.memory.data, first) : 0.0, first >= 0 ? tensor_load(c.dtype, y.memory.data, first) : 0.0);
+        }
+      }
+      guarded_free(&y.memory);
+      guarded_free(&residual.memory);
+    }
+    guarded_free(&scalar_y.memory);
+    guarded_free(&x.memory);
+    free_inputs(&in);
+    check_context_pop();
+  }
+}
+
 int main(void) {
   const char *seed = getenv("LK_TEST_SEED");
   if (seed && *seed) base_seed = strtoull(seed, NULL, 0);
@@ -831,6 +898,7 @@ int main(void) {
   run_timed("thread split", test_thread_split);
   run_timed("streaming stores", test_streaming_stores);
   run_timed("large mean", test_large_mean);
+  run_timed("special values", test_special_values);
   destroy_contexts();
 
   printf("%llu cases, %ld kernel calls, ISAs:", (unsigned long long)case_counter, kernel_calls);
