@@ -13,18 +13,19 @@
 
 /* Pass 1: sum of v over elements [0, n); returns how many it covered (the caller finishes the tail
  * with the scalar definition). In the PRE form it writes residual = round(residual + x) first. */
-static LK_INLINE int64_t LK_ISA_SUFFIX(layer_norm_sum)(const void *x, void *residual, int64_t n, lk_dtype dtype,
-                                                       lk_norm_residual mode, lk_vf alpha, float *out) {
+static LK_INLINE int64_t LK_ISA_SUFFIX(layer_norm_sum)(const void *x, void *residual, void *stage, int64_t n,
+                                                       lk_dtype dtype, lk_norm_residual mode, lk_vf alpha, float *out) {
   /* Eight chains: an add has 4 cycles of latency and two issue per cycle. */
   lk_vf acc0 = lk_v_zero(), acc1 = lk_v_zero(), acc2 = lk_v_zero(), acc3 = lk_v_zero();
   lk_vf acc4 = lk_v_zero(), acc5 = lk_v_zero(), acc6 = lk_v_zero(), acc7 = lk_v_zero();
   int64_t i = 0;
-#define LK_SUM(acc, offset) acc = lk_v_add(acc, LK_ISA_SUFFIX(norm_first_input)(x, residual, i + (offset), dtype, mode, alpha))
+#define LK_SUM(acc, offset)                                                                        \
+  acc = lk_v_add(acc, LK_ISA_SUFFIX(norm_first_input)(x, residual, stage, i + (offset), dtype, mode, alpha))
   if (dtype == LK_DTYPE_BF16) {
 #define LK_SUM_PAIR(acc_even, acc_odd, offset)                                                     \
   do {                                                                                             \
     lk_vf2 v = LK_ISA_SUFFIX(norm_first_input_pairs)((const uint16_t *)x, (uint16_t *)residual,    \
-                                                     i + (offset), mode, alpha);                   \
+                                                     (uint16_t *)stage, i + (offset), mode, alpha); \
     acc_even = lk_v_add(acc_even, v.even);                                                         \
     acc_odd = lk_v_add(acc_odd, v.odd);                                                            \
   } while (0)
@@ -175,7 +176,7 @@ static LK_INLINE int64_t LK_ISA_SUFFIX(layer_norm_output)(const void *x, const v
 #undef LK_LAYER_AFFINE
 
 static LK_INLINE void LK_ISA_SUFFIX(layer_norm_row)(const lk_norm_job *job, int64_t r, bool last_row, lk_dtype dtype,
-                                                    lk_dtype weight_dtype, lk_norm_residual mode) {
+                                                    lk_dtype weight_dtype, lk_norm_residual mode, uint16_t *stage_row) {
   /* Everything the loops need lives in locals (stores to y may alias *job for the compiler). */
   const bool has_residual = mode != LK_NORM_RESIDUAL_NONE;
   const int64_t n = job->p.hidden, size = (int64_t)lk_dtype_size(dtype);
@@ -191,13 +192,21 @@ static LK_INLINE void LK_ISA_SUFFIX(layer_norm_row)(const lk_norm_job *job, int6
   const char *const x_next = stream && !last_row ? (const char *)x + job->p.x_stride * size : NULL;
   const char *const residual_next = has_residual && x_next ? (const char *)residual + job->p.residual_stride * size : NULL;
 
+  void *const stage = mode == LK_NORM_RESIDUAL_POST && dtype != LK_DTYPE_F32 && n <= LK_NORM_STAGE_ELEMENTS ? stage_row : NULL;
   float sum;
-  int64_t i = LK_ISA_SUFFIX(layer_norm_sum)(x, residual, n, dtype, mode, alpha_v, &sum);
-  for (; i < n; i++) sum += lk_norm_first_pass_element(x, residual, i, dtype, mode, alpha);
+  int64_t i = LK_ISA_SUFFIX(layer_norm_sum)(x, residual, stage, n, dtype, mode, alpha_v, &sum);
+  for (; i < n; i++) {
+    float v = lk_norm_first_pass_element(x, residual, i, dtype, mode, alpha);
+    if (stage) lk_store_element(stage, i, dtype, v);
+    sum += v;
+  }
   const float m0 = sum / (float)n;
 
   float s1, s2;
-  i = LK_ISA_SUFFIX(layer_norm_deviations)(x, residual, n, dtype, mode, alpha_v, m0, &s1, &s2);
+  /* A staged POST row reads v as PRE reads the residual. */
+  const bool staged = mode == LK_NORM_RESIDUAL_POST && stage;
+  if (staged) i = LK_ISA_SUFFIX(layer_norm_deviations)(x, stage, n, dtype, LK_NORM_RESIDUAL_PRE, alpha_v, m0, &s1, &s2);
+  else i = LK_ISA_SUFFIX(layer_norm_deviations)(x, residual, n, dtype, mode, alpha_v, m0, &s1, &s2);
   for (; i < n; i++) {
     float d = lk_norm_input_element(x, residual, i, dtype, mode, alpha) - m0;
     s1 += d;
@@ -223,12 +232,12 @@ static LK_INLINE void LK_ISA_SUFFIX(layer_norm_row)(const lk_norm_job *job, int6
   /* bf16 rounding needs a NaN fix-up only if an output can be NaN: not when v, the statistics,
    * weight and bias are all finite. */
   const bool finite = dtype == LK_DTYPE_BF16 && job->weight_finite && isfinite(sum) && isfinite(s2) && isfinite(rstd);
-  if (finite)
-    i = LK_ISA_SUFFIX(layer_norm_output)(x, residual, weight, bias, y, i, n, mean, rstd, streaming, x_next,
-                                         residual_next, dtype, weight_dtype, mode, alpha_v, offset_one, true);
-  else
-    i = LK_ISA_SUFFIX(layer_norm_output)(x, residual, weight, bias, y, i, n, mean, rstd, streaming, x_next,
-                                         residual_next, dtype, weight_dtype, mode, alpha_v, offset_one, false);
+#define LK_OUTPUT(mode_, residual_, finite_)                                                       \
+  LK_ISA_SUFFIX(layer_norm_output)(x, residual_, weight, bias, y, i, n, mean, rstd, streaming, x_next, residual_next, \
+                                   dtype, weight_dtype, mode_, alpha_v, offset_one, finite_)
+  if (staged) i = finite ? LK_OUTPUT(LK_NORM_RESIDUAL_PRE, stage, true) : LK_OUTPUT(LK_NORM_RESIDUAL_PRE, stage, false);
+  else i = finite ? LK_OUTPUT(mode, residual, true) : LK_OUTPUT(mode, residual, false);
+#undef LK_OUTPUT
   for (; i < n; i++) LK_SCALAR_ELEMENT(i);
 #undef LK_SCALAR_ELEMENT
 }
@@ -237,7 +246,7 @@ static LK_INLINE void LK_ISA_SUFFIX(layer_norm_row)(const lk_norm_job *job, int6
  * offset flag are loop invariants inside. */
 #define LK_LAYER_ROWS(dtype, weight_dtype, mode)                                                   \
   for (int64_t r = row_begin; r < row_end; r++)                                                    \
-    LK_ISA_SUFFIX(layer_norm_row)(job, r, r + 1 == row_end, dtype, weight_dtype, mode)
+    LK_ISA_SUFFIX(layer_norm_row)(job, r, r + 1 == row_end, dtype, weight_dtype, mode, stage_row)
 
 #define LK_LAYER_ROWS_MODES(dtype, weight_dtype)                                                   \
   do {                                                                                             \
@@ -250,6 +259,7 @@ static LK_INLINE void LK_ISA_SUFFIX(layer_norm_row)(const lk_norm_job *job, int6
 
 void LK_ISA_SUFFIX(lk_layer_norm_rows)(const void *job_, int64_t row_begin, int64_t row_end) {
   const lk_norm_job *job = (const lk_norm_job *)job_;
+  uint16_t stage_row[LK_NORM_STAGE_ELEMENTS]; /* POST rows of 16-bit dtypes (see norm.h) */
   const bool f32_weight = job->p.weight_dtype == LK_DTYPE_F32;
   switch (job->p.dtype) {
   case LK_DTYPE_F16:

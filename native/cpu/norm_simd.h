@@ -29,9 +29,13 @@ static LK_INLINE lk_vf LK_ISA_SUFFIX(norm_input)(const void *x, const void *resi
   return v;
 }
 
-/* The first pass: PRE adds, rounds and stores the residual (see lk_norm_first_pass_element). */
-static LK_INLINE lk_vf LK_ISA_SUFFIX(norm_first_input)(const void *x, void *residual, int64_t i, lk_dtype dtype,
-                                                       lk_norm_residual mode, lk_vf alpha) {
+/* The first pass: PRE adds, rounds and stores the residual (see lk_norm_first_pass_element); POST
+ * with a stage stores its v there, so the later passes read it as PRE reads the residual instead
+ * of recomputing and re-rounding it (see LK_NORM_STAGE_ELEMENTS). */
+static LK_INLINE lk_vf LK_ISA_SUFFIX(norm_first_input)(const void *x, void *residual, void *stage, int64_t i,
+                                                       lk_dtype dtype, lk_norm_residual mode, lk_vf alpha) {
+  if (mode == LK_NORM_RESIDUAL_POST && stage)
+    return lk_v_store_round(stage, i, dtype, lk_v_add(lk_v_mul(alpha, lk_v_load(residual, i, dtype)), lk_v_load(x, i, dtype)));
   if (mode != LK_NORM_RESIDUAL_PRE) return LK_ISA_SUFFIX(norm_input)(x, residual, i, dtype, mode, alpha);
   return lk_v_store_round(residual, i, dtype, lk_v_add(lk_v_load(residual, i, dtype), lk_v_load(x, i, dtype)));
 }
@@ -50,8 +54,14 @@ static LK_INLINE lk_vf2 LK_ISA_SUFFIX(norm_input_pairs)(const uint16_t *x, const
   return v;
 }
 
-static LK_INLINE lk_vf2 LK_ISA_SUFFIX(norm_first_input_pairs)(const uint16_t *x, uint16_t *residual, int64_t i,
-                                                              lk_norm_residual mode, lk_vf alpha) {
+static LK_INLINE lk_vf2 LK_ISA_SUFFIX(norm_first_input_pairs)(const uint16_t *x, uint16_t *residual, uint16_t *stage,
+                                                              int64_t i, lk_norm_residual mode, lk_vf alpha) {
+  if (mode == LK_NORM_RESIDUAL_POST && stage) {
+    lk_vf2 v = lk_v_load_bf16_pairs(x + i), r = lk_v_load_bf16_pairs(residual + i);
+    v.even = lk_v_add(lk_v_mul(alpha, r.even), v.even);
+    v.odd = lk_v_add(lk_v_mul(alpha, r.odd), v.odd);
+    return lk_v_store_round_bf16_pairs(stage + i, v);
+  }
   if (mode != LK_NORM_RESIDUAL_PRE) return LK_ISA_SUFFIX(norm_input_pairs)(x, residual, i, mode, alpha);
   lk_vf2 v = lk_v_load_bf16_pairs(x + i);
   lk_vf2 sum = lk_v_load_bf16_pairs(residual + i);

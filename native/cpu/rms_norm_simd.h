@@ -13,8 +13,8 @@
 /* Sum of squares of v over elements [0, n) of a row; returns how many elements it covered (a
  * multiple of the vector width) so the caller finishes the tail with the scalar definition. In
  * the PRE form it first writes residual = round(residual + x) and squares that rounded value. */
-static LK_INLINE int64_t LK_ISA_SUFFIX(sum_squares)(const void *x, void *residual, int64_t n, lk_dtype dtype,
-                                                    lk_norm_residual mode, lk_vf alpha, float *out) {
+static LK_INLINE int64_t LK_ISA_SUFFIX(sum_squares)(const void *x, void *residual, void *stage, int64_t n,
+                                                    lk_dtype dtype, lk_norm_residual mode, lk_vf alpha, float *out) {
   /* Eight chains: an FMA has 4 cycles of latency and two issue per cycle, so four chains would
    * leave the FMA units half idle on a cache-resident row (one decode token). */
   lk_vf acc0 = lk_v_zero(), acc1 = lk_v_zero(), acc2 = lk_v_zero(), acc3 = lk_v_zero();
@@ -22,7 +22,7 @@ static LK_INLINE int64_t LK_ISA_SUFFIX(sum_squares)(const void *x, void *residua
   int64_t i = 0;
 #define LK_SQUARE(acc, offset)                                                                     \
   do {                                                                                             \
-    lk_vf v = LK_ISA_SUFFIX(norm_first_input)(x, residual, i + (offset), dtype, mode, alpha);       \
+    lk_vf v = LK_ISA_SUFFIX(norm_first_input)(x, residual, stage, i + (offset), dtype, mode, alpha); \
     acc = lk_v_fmadd(v, v, acc);                                                                   \
   } while (0)
   if (dtype == LK_DTYPE_BF16) {
@@ -30,7 +30,7 @@ static LK_INLINE int64_t LK_ISA_SUFFIX(sum_squares)(const void *x, void *residua
 #define LK_SQUARE_PAIR(acc_even, acc_odd, offset)                                                  \
   do {                                                                                             \
     lk_vf2 v = LK_ISA_SUFFIX(norm_first_input_pairs)((const uint16_t *)x, (uint16_t *)residual,    \
-                                                     i + (offset), mode, alpha);                   \
+                                                     (uint16_t *)stage, i + (offset), mode, alpha); \
     acc_even = lk_v_fmadd(v.even, v.even, acc_even);                                               \
     acc_odd = lk_v_fmadd(v.odd, v.odd, acc_odd);                                                   \
   } while (0)
@@ -104,7 +104,8 @@ static LK_INLINE int64_t LK_ISA_SUFFIX(rms_norm_pass2)(const void *x, const void
 }
 
 static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_norm_job *job, int64_t r, bool last_row, lk_dtype dtype,
-                                                  lk_dtype weight_dtype, lk_norm_residual mode, bool offset_one) {
+                                                  lk_dtype weight_dtype, lk_norm_residual mode, bool offset_one,
+                                                  uint16_t *stage_row) {
   /* Everything the loops need lives in locals: stores to y may alias *job as far as the compiler
    * knows, so fields read inside the loops would be reloaded after every store. */
   const bool has_residual = mode != LK_NORM_RESIDUAL_NONE;
@@ -124,10 +125,12 @@ static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_norm_job *job, int64_
   const char *const x_next = stream && !last_row ? (const char *)x + job->p.x_stride * size : NULL;
   const char *const residual_next = has_residual && x_next ? (const char *)residual + job->p.residual_stride * size : NULL;
 
+  void *const stage = mode == LK_NORM_RESIDUAL_POST && dtype != LK_DTYPE_F32 && n <= LK_NORM_STAGE_ELEMENTS ? stage_row : NULL;
   float sum_squares;
-  int64_t i = LK_ISA_SUFFIX(sum_squares)(x, residual, n, dtype, mode, alpha_v, &sum_squares);
+  int64_t i = LK_ISA_SUFFIX(sum_squares)(x, residual, stage, n, dtype, mode, alpha_v, &sum_squares);
   for (; i < n; i++) {
     float v = lk_norm_first_pass_element(x, residual, i, dtype, mode, alpha);
+    if (stage) lk_store_element(stage, i, dtype, v);
     sum_squares += v * v;
   }
 
@@ -146,12 +149,15 @@ static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_norm_job *job, int64_
   /* bf16 rounding needs a NaN fix-up only if an output can be NaN: not when the row's sum of
    * squares is finite (every v finite) and the weight is finite (checked once per call). */
   const bool finite = dtype == LK_DTYPE_BF16 && job->weight_finite && isfinite(sum_squares);
-  if (finite)
-    i = LK_ISA_SUFFIX(rms_norm_pass2)(x, residual, weight, y, i, n, inv_rms, streaming, x_next, residual_next, dtype,
-                                      weight_dtype, mode, alpha_v, offset_one, true);
+#define LK_PASS2(mode_, residual_, finite_)                                                        \
+  LK_ISA_SUFFIX(rms_norm_pass2)(x, residual_, weight, y, i, n, inv_rms, streaming, x_next, residual_next, dtype,  \
+                                weight_dtype, mode_, alpha_v, offset_one, finite_)
+  /* A staged POST row reads v as PRE reads the residual. */
+  if (mode == LK_NORM_RESIDUAL_POST && stage)
+    i = finite ? LK_PASS2(LK_NORM_RESIDUAL_PRE, stage, true) : LK_PASS2(LK_NORM_RESIDUAL_PRE, stage, false);
   else
-    i = LK_ISA_SUFFIX(rms_norm_pass2)(x, residual, weight, y, i, n, inv_rms, streaming, x_next, residual_next, dtype,
-                                      weight_dtype, mode, alpha_v, offset_one, false);
+    i = finite ? LK_PASS2(mode, residual, true) : LK_PASS2(mode, residual, false);
+#undef LK_PASS2
   for (; i < n; i++) LK_SCALAR_ELEMENT(i);
 #undef LK_SCALAR_ELEMENT
 }
@@ -160,7 +166,7 @@ static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_norm_job *job, int64_
  * branches on them. */
 #define LK_RMS_ROWS(dtype, weight_dtype, mode, offset_one)                                         \
   for (int64_t r = row_begin; r < row_end; r++)                                                    \
-    LK_ISA_SUFFIX(rms_norm_row)(job, r, r + 1 == row_end, dtype, weight_dtype, mode, offset_one)
+    LK_ISA_SUFFIX(rms_norm_row)(job, r, r + 1 == row_end, dtype, weight_dtype, mode, offset_one, stage_row)
 
 #define LK_RMS_ROWS_OFFSET(dtype, weight_dtype, mode)                                              \
   do {                                                                                             \
@@ -179,6 +185,7 @@ static LK_INLINE void LK_ISA_SUFFIX(rms_norm_row)(const lk_norm_job *job, int64_
 
 void LK_ISA_SUFFIX(lk_rms_norm_rows)(const void *job_, int64_t row_begin, int64_t row_end) {
   const lk_norm_job *job = (const lk_norm_job *)job_;
+  uint16_t stage_row[LK_NORM_STAGE_ELEMENTS]; /* POST rows of 16-bit dtypes (see norm.h) */
   const bool offset_one = (job->p.flags & LK_NORM_WEIGHT_OFFSET_ONE) != 0;
   const bool f32_weight = job->p.weight_dtype == LK_DTYPE_F32;
   switch (job->p.dtype) {

@@ -696,6 +696,25 @@ static void test_large_hidden(void) {
     }
 }
 
+/* 16-bit POST rows longer than LK_NORM_STAGE_ELEMENTS (16384) recompute v in every pass instead of
+ * staging it: that path, on both sides of the limit. */
+static void test_post_stage_limit(void) {
+  static const int64_t hiddens[] = {16384, 16385, 16400};
+  for (size_t h = 0; h < 3; h++)
+    for (int combo = 1; combo < DTYPE_COMBO_COUNT; combo++)
+      for (int shape = 0; shape < SHAPE_COUNT; shape += 2) {
+        norm_case c = variant(0, 2, hiddens[h]);
+        c.mode = LK_NORM_RESIDUAL_POST;
+        c.alpha = 2.0f;
+        c.dtype = dtype_combos[combo].dtype;
+        c.weight_dtype = dtype_combos[combo].weight_dtype;
+        c.kind = shapes[shape].kind;
+        c.affine = shapes[shape].affine;
+        c.in_place = true;
+        run_case(&c);
+      }
+}
+
 /* Every thread count gives the same bits. */
 static void test_thread_split(void) {
   for (int v = 0; v < VARIANT_COUNT; v += 11) {
@@ -895,6 +914,7 @@ int main(void) {
   run_timed("ragged hidden 1..257", test_ragged_hidden);
   run_timed("strides", test_strides);
   run_timed("hidden 4096..16384", test_large_hidden);
+  run_timed("POST stage limit", test_post_stage_limit);
   run_timed("thread split", test_thread_split);
   run_timed("streaming stores", test_streaming_stores);
   run_timed("large mean", test_large_mean);
