@@ -189,7 +189,8 @@ internal enum NormResidual
 /// Statistics are f32 (LayerNorm: mean, then the variance as a second pass over the row in cache,
 /// so no cancellation); y is rounded once, after the weight multiply and bias add.
 /// Aliasing: y may equal x (in place), and in the PRE form y may equal residual; any other overlap
-/// between x, residual, y, weight and bias is LK_ERR_INVALID_ARGUMENT.
+/// with a tensor the call writes (y; residual in PRE) is LK_ERR_INVALID_ARGUMENT. Inputs it only
+/// reads (x, weight, bias, residual in POST) may share memory.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
 internal unsafe partial struct NormParams

@@ -1,2 +1,3 @@
-/* Placeholder: filled in by the issue 3 work on this family. */
-typedef int lk_placeholder_layer_norm_avx512;
+/* LayerNorm for AVX-512 F/BW/DQ/VL (compiled with those flags only; chosen at run time). */
+#include "simd_avx512.h"
+#include "layer_norm_simd.h"

@@ -159,7 +159,8 @@ typedef enum lk_norm_residual {
  * Statistics are f32 (LayerNorm: mean, then the variance as a second pass over the row in cache,
  * so no cancellation); y is rounded once, after the weight multiply and bias add.
  * Aliasing: y may equal x (in place), and in the PRE form y may equal residual; any other overlap
- * between x, residual, y, weight and bias is LK_ERR_INVALID_ARGUMENT. */
+ * with a tensor the call writes (y; residual in PRE) is LK_ERR_INVALID_ARGUMENT. Inputs it only
+ * reads (x, weight, bias, residual in POST) may share memory. */
 typedef struct lk_norm_params {
   const void *x;         /* [rows, x_stride], dtype */
   void *residual;        /* [rows, residual_stride], dtype: PRE (updated) and POST (read), else NULL */

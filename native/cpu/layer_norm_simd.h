@@ -1,0 +1,277 @@
+/* LayerNorm over a SIMD mapping: included by layer_norm_avx2.c and layer_norm_avx512.c after
+ * their mapping header. Same arithmetic as layer_norm_scalar.c; only the order of the two sums
+ * differs (eight vector chains, then a horizontal sum), and bf16 is processed in even/odd pairs
+ * (lk_vf2), which changes no result.
+ *
+ * Three passes over a row, only the first from memory: pass 1 reads x (and the residual; PRE
+ * writes it back) and sums v; pass 2 sums the deviations from that first mean and their squares
+ * from L1/L2 (a row of 8192 f32 is 32 KiB,
+ * 64 KiB with its residual); pass 3 writes y, with streaming stores for large outputs, while
+ * prefetching the next row's inputs. So the DRAM traffic is RMSNorm's: inputs once, y once. */
+#include "layer_norm.h"
+#include "norm_simd.h"
+
+/* Pass 1: sum of v over elements [0, n); returns how many it covered (the caller finishes the tail
+ * with the scalar definition). In the PRE form it writes residual = round(residual + x) first. */
+static LK_INLINE int64_t LK_ISA_SUFFIX(layer_norm_sum)(const void *x, void *residual, void *stage, int64_t n,
+                                                       lk_dtype dtype, lk_norm_residual mode, lk_vf alpha, float *out) {
+  /* Eight chains: an add has 4 cycles of latency and two issue per cycle. */
+  lk_vf acc0 = lk_v_zero(), acc1 = lk_v_zero(), acc2 = lk_v_zero(), acc3 = lk_v_zero();
+  lk_vf acc4 = lk_v_zero(), acc5 = lk_v_zero(), acc6 = lk_v_zero(), acc7 = lk_v_zero();
+  int64_t i = 0;
+#define LK_SUM(acc, offset)                                                                        \
+  acc = lk_v_add(acc, LK_ISA_SUFFIX(norm_first_input)(x, residual, stage, i + (offset), dtype, mode, alpha))
+  if (dtype == LK_DTYPE_BF16) {
+#define LK_SUM_PAIR(acc_even, acc_odd, offset)                                                     \
+  do {                                                                                             \
+    lk_vf2 v = LK_ISA_SUFFIX(norm_first_input_pairs)((const uint16_t *)x, (uint16_t *)residual,    \
+                                                     (uint16_t *)stage, i + (offset), mode, alpha); \
+    acc_even = lk_v_add(acc_even, v.even);                                                         \
+    acc_odd = lk_v_add(acc_odd, v.odd);                                                            \
+  } while (0)
+    for (; i + 8 * LK_VEC_LANES <= n; i += 8 * LK_VEC_LANES) {
+      LK_SUM_PAIR(acc0, acc1, 0);
+      LK_SUM_PAIR(acc2, acc3, 2 * LK_VEC_LANES);
+      LK_SUM_PAIR(acc4, acc5, 4 * LK_VEC_LANES);
+      LK_SUM_PAIR(acc6, acc7, 6 * LK_VEC_LANES);
+    }
+    for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) LK_SUM_PAIR(acc0, acc1, 0);
+#undef LK_SUM_PAIR
+  } else {
+    for (; i + 8 * LK_VEC_LANES <= n; i += 8 * LK_VEC_LANES) {
+      LK_SUM(acc0, 0);
+      LK_SUM(acc1, LK_VEC_LANES);
+      LK_SUM(acc2, 2 * LK_VEC_LANES);
+      LK_SUM(acc3, 3 * LK_VEC_LANES);
+      LK_SUM(acc4, 4 * LK_VEC_LANES);
+      LK_SUM(acc5, 5 * LK_VEC_LANES);
+      LK_SUM(acc6, 6 * LK_VEC_LANES);
+      LK_SUM(acc7, 7 * LK_VEC_LANES);
+    }
+  }
+  for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) LK_SUM(acc0, 0);
+#undef LK_SUM
+  acc0 = lk_v_add(lk_v_add(acc0, acc4), lk_v_add(acc1, acc5));
+  acc2 = lk_v_add(lk_v_add(acc2, acc6), lk_v_add(acc3, acc7));
+  *out = lk_v_hsum(lk_v_add(acc0, acc2));
+  return i;
+}
+
+/* Pass 2: s1 = sum(v - m0) and s2 = sum((v - m0)^2) over elements [0, n), from cache (see
+ * layer_norm.h); returns how many it covered. Four chains of each. */
+static LK_INLINE int64_t LK_ISA_SUFFIX(layer_norm_deviations)(const void *x, const void *residual, int64_t n,
+                                                              lk_dtype dtype, lk_norm_residual mode, lk_vf alpha,
+                                                              float m0, float *out_s1, float *out_s2) {
+  const lk_vf m0_v = lk_v_set1(m0);
+  lk_vf s1_0 = lk_v_zero(), s1_1 = lk_v_zero(), s1_2 = lk_v_zero(), s1_3 = lk_v_zero();
+  lk_vf s2_0 = lk_v_zero(), s2_1 = lk_v_zero(), s2_2 = lk_v_zero(), s2_3 = lk_v_zero();
+  int64_t i = 0;
+#define LK_ACCUMULATE(v, s1, s2)                                                                   \
+  do {                                                                                             \
+    lk_vf d = lk_v_sub((v), m0_v);                                                                 \
+    s1 = lk_v_add(s1, d);                                                                          \
+    s2 = lk_v_fmadd(d, d, s2);                                                                     \
+  } while (0)
+#define LK_DEVIATION(s1, s2, offset)                                                               \
+  LK_ACCUMULATE(LK_ISA_SUFFIX(norm_input)(x, residual, i + (offset), dtype, mode, alpha), s1, s2)
+  if (dtype == LK_DTYPE_BF16) {
+#define LK_DEVIATION_PAIR(s1_even, s2_even, s1_odd, s2_odd, offset)                                \
+  do {                                                                                             \
+    lk_vf2 v = LK_ISA_SUFFIX(norm_input_pairs)((const uint16_t *)x, (const uint16_t *)residual,    \
+                                               i + (offset), mode, alpha);                         \
+    LK_ACCUMULATE(v.even, s1_even, s2_even);                                                       \
+    LK_ACCUMULATE(v.odd, s1_odd, s2_odd);                                                          \
+  } while (0)
+    for (; i + 4 * LK_VEC_LANES <= n; i += 4 * LK_VEC_LANES) {
+      LK_DEVIATION_PAIR(s1_0, s2_0, s1_1, s2_1, 0);
+      LK_DEVIATION_PAIR(s1_2, s2_2, s1_3, s2_3, 2 * LK_VEC_LANES);
+    }
+#undef LK_DEVIATION_PAIR
+  } else {
+    for (; i + 4 * LK_VEC_LANES <= n; i += 4 * LK_VEC_LANES) {
+      LK_DEVIATION(s1_0, s2_0, 0);
+      LK_DEVIATION(s1_1, s2_1, LK_VEC_LANES);
+      LK_DEVIATION(s1_2, s2_2, 2 * LK_VEC_LANES);
+      LK_DEVIATION(s1_3, s2_3, 3 * LK_VEC_LANES);
+    }
+  }
+  for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) LK_DEVIATION(s1_0, s2_0, 0);
+#undef LK_DEVIATION
+#undef LK_ACCUMULATE
+  *out_s1 = lk_v_hsum(lk_v_add(lk_v_add(s1_0, s1_2), lk_v_add(s1_1, s1_3)));
+  *out_s2 = lk_v_hsum(lk_v_add(lk_v_add(s2_0, s2_2), lk_v_add(s2_1, s2_3)));
+  return i;
+}
+
+/* The affine part of pass 3 on one vector: t * w + b, each only when present (the presence flags
+ * are loop invariant; the compiler unswitches them). */
+#define LK_LAYER_AFFINE(t, weight_v, bias_v)                                                       \
+  do {                                                                                             \
+    if (has_weight) t = lk_v_mul(t, (weight_v));                                                   \
+    if (has_bias) t = lk_v_add(t, (bias_v));                                                       \
+  } while (0)
+
+/* Pass 3's vector part from element i: y = (v - mean) * rstd [* w] [+ b], streamed in pairs when
+ * `streaming` (y + i aligned by the caller), prefetching the next row's inputs. */
+static LK_INLINE int64_t LK_ISA_SUFFIX(layer_norm_output)(const void *x, const void *residual, const void *weight,
+                                                          const void *bias, void *y, int64_t i, int64_t n, float mean,
+                                                          float rstd, bool streaming, const char *x_next,
+                                                          const char *residual_next, lk_dtype dtype,
+                                                          lk_dtype weight_dtype, lk_norm_residual mode, lk_vf alpha,
+                                                          bool offset_one, bool finite) {
+  const int64_t size = (int64_t)lk_dtype_size(dtype);
+  const bool has_weight = weight != NULL, has_bias = bias != NULL;
+  const lk_vf mean_v = lk_v_set1(mean), rstd_v = lk_v_set1(rstd), one = lk_v_set1(1.0f);
+#define LK_PREFETCH_NEXT(i)                                                                        \
+  do {                                                                                             \
+    if (x_next) {                                                                                  \
+      lk_prefetch(x_next + (i) * size);                                                            \
+      if (residual_next) lk_prefetch(residual_next + (i) * size);                                  \
+    }                                                                                              \
+  } while (0)
+  if (LK_ISA_SUFFIX(norm_pairs)(dtype, weight_dtype)) {
+    const lk_vf2 none = {lk_v_zero(), lk_v_zero()};
+    for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) {
+      LK_PREFETCH_NEXT(i);
+      lk_vf2 v = LK_ISA_SUFFIX(norm_input_pairs)((const uint16_t *)x, (const uint16_t *)residual, i, mode, alpha);
+      lk_vf2 w = has_weight ? LK_ISA_SUFFIX(norm_weight_pairs)(weight, i, weight_dtype, offset_one) : none;
+      lk_vf2 b = has_bias ? LK_ISA_SUFFIX(norm_weight_pairs)(bias, i, weight_dtype, false) : none;
+      v.even = lk_v_mul(lk_v_sub(v.even, mean_v), rstd_v);
+      v.odd = lk_v_mul(lk_v_sub(v.odd, mean_v), rstd_v);
+      LK_LAYER_AFFINE(v.even, w.even, b.even);
+      LK_LAYER_AFFINE(v.odd, w.odd, b.odd);
+      if (streaming) lk_v_stream_bf16_pairs((uint16_t *)y + i, v, finite);
+      else lk_v_store_bf16_pairs((uint16_t *)y + i, v, finite);
+    }
+  }
+#define LK_NORMALISE(out, i)                                                                       \
+  do {                                                                                             \
+    out = lk_v_mul(lk_v_sub(LK_ISA_SUFFIX(norm_input)(x, residual, (i), dtype, mode, alpha), mean_v), rstd_v); \
+    lk_vf w_ = lk_v_zero(), b_ = lk_v_zero();                                                      \
+    if (has_weight) {                                                                              \
+      w_ = lk_v_load(weight, (i), weight_dtype);                                                   \
+      if (offset_one) w_ = lk_v_add(w_, one);                                                      \
+    }                                                                                              \
+    if (has_bias) b_ = lk_v_load(bias, (i), weight_dtype);                                         \
+    LK_LAYER_AFFINE(out, w_, b_);                                                                  \
+  } while (0)
+  if (streaming) {
+    for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) {
+      LK_PREFETCH_NEXT(i);
+      lk_vf out0, out1;
+      LK_NORMALISE(out0, i);
+      LK_NORMALISE(out1, i + LK_VEC_LANES);
+      lk_v_stream2(y, i, dtype, out0, out1, finite);
+    }
+  }
+  for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) {
+    lk_vf out;
+    LK_NORMALISE(out, i);
+    lk_v_store(y, i, dtype, out, finite);
+  }
+#undef LK_NORMALISE
+#undef LK_PREFETCH_NEXT
+  return i;
+}
+#undef LK_LAYER_AFFINE
+
+static LK_INLINE void LK_ISA_SUFFIX(layer_norm_row)(const lk_norm_job *job, int64_t r, bool last_row, lk_dtype dtype,
+                                                    lk_dtype weight_dtype, lk_norm_residual mode, uint16_t *stage_row) {
+  /* Everything the loops need lives in locals (stores to y may alias *job for the compiler). */
+  const bool has_residual = mode != LK_NORM_RESIDUAL_NONE;
+  const int64_t n = job->p.hidden, size = (int64_t)lk_dtype_size(dtype);
+  const void *const x = (const char *)job->p.x + r * job->p.x_stride * size;
+  void *const residual = has_residual ? (char *)job->p.residual + r * job->p.residual_stride * size : NULL;
+  void *const y = (char *)job->p.y + r * job->p.y_stride * size;
+  const void *const weight = job->p.weight, *const bias = job->p.bias;
+  const bool offset_one = (job->p.flags & LK_NORM_WEIGHT_OFFSET_ONE) != 0;
+  const float eps = job->p.eps, alpha = job->p.alpha;
+  const lk_vf alpha_v = lk_v_set1(alpha);
+  const bool stream = job->streaming;
+  /* Next-row prefetch during the output pass, as in rms_norm_simd.h. */
+  const char *const x_next = stream && !last_row ? (const char *)x + job->p.x_stride * size : NULL;
+  const char *const residual_next = has_residual && x_next ? (const char *)residual + job->p.residual_stride * size : NULL;
+
+  void *const stage = mode == LK_NORM_RESIDUAL_POST && dtype != LK_DTYPE_F32 && n <= LK_NORM_STAGE_ELEMENTS ? stage_row : NULL;
+  float sum;
+  int64_t i = LK_ISA_SUFFIX(layer_norm_sum)(x, residual, stage, n, dtype, mode, alpha_v, &sum);
+  for (; i < n; i++) {
+    float v = lk_norm_first_pass_element(x, residual, i, dtype, mode, alpha);
+    if (stage) lk_store_element(stage, i, dtype, v);
+    sum += v;
+  }
+  const float m0 = sum / (float)n;
+
+  float s1, s2;
+  /* A staged POST row reads v as PRE reads the residual. */
+  const bool staged = mode == LK_NORM_RESIDUAL_POST && stage;
+  if (staged) i = LK_ISA_SUFFIX(layer_norm_deviations)(x, stage, n, dtype, LK_NORM_RESIDUAL_PRE, alpha_v, m0, &s1, &s2);
+  else i = LK_ISA_SUFFIX(layer_norm_deviations)(x, residual, n, dtype, mode, alpha_v, m0, &s1, &s2);
+  for (; i < n; i++) {
+    float d = lk_norm_input_element(x, residual, i, dtype, mode, alpha) - m0;
+    s1 += d;
+    s2 += d * d;
+  }
+  float mean, rstd;
+  lk_layer_norm_stats(m0, s1, s2, n, eps, &mean, &rstd);
+
+  int64_t head = stream ? lk_stream_head(y, dtype) : 0;
+  const bool streaming = stream && head >= 0 && head < n;
+  if (!streaming) head = 0;
+#define LK_SCALAR_ELEMENT(i)                                                                       \
+  do {                                                                                             \
+    float out = (lk_norm_input_element(x, residual, (i), dtype, mode, alpha) - mean) * rstd;      \
+    if (weight) {                                                                                  \
+      float w = lk_load_element(weight, (i), weight_dtype);                                        \
+      out *= offset_one ? 1.0f + w : w;                                                            \
+    }                                                                                              \
+    if (bias) out += lk_load_element(bias, (i), weight_dtype);                                     \
+    lk_store_element(y, (i), dtype, out);                                                          \
+  } while (0)
+  for (i = 0; i < head; i++) LK_SCALAR_ELEMENT(i);
+  /* bf16 rounding needs a NaN fix-up only if an output can be NaN: not when v, the statistics,
+   * weight and bias are all finite. */
+  const bool finite = dtype == LK_DTYPE_BF16 && job->weight_finite && isfinite(sum) && isfinite(s2) && isfinite(rstd);
+#define LK_OUTPUT(mode_, residual_, finite_)                                                       \
+  LK_ISA_SUFFIX(layer_norm_output)(x, residual_, weight, bias, y, i, n, mean, rstd, streaming, x_next, residual_next, \
+                                   dtype, weight_dtype, mode_, alpha_v, offset_one, finite_)
+  if (staged) i = finite ? LK_OUTPUT(LK_NORM_RESIDUAL_PRE, stage, true) : LK_OUTPUT(LK_NORM_RESIDUAL_PRE, stage, false);
+  else i = finite ? LK_OUTPUT(mode, residual, true) : LK_OUTPUT(mode, residual, false);
+#undef LK_OUTPUT
+  for (; i < n; i++) LK_SCALAR_ELEMENT(i);
+#undef LK_SCALAR_ELEMENT
+}
+
+/* One instantiation per (dtype, weight dtype, residual form); weight and bias presence and the
+ * offset flag are loop invariants inside. */
+#define LK_LAYER_ROWS(dtype, weight_dtype, mode)                                                   \
+  for (int64_t r = row_begin; r < row_end; r++)                                                    \
+    LK_ISA_SUFFIX(layer_norm_row)(job, r, r + 1 == row_end, dtype, weight_dtype, mode, stage_row)
+
+#define LK_LAYER_ROWS_MODES(dtype, weight_dtype)                                                   \
+  do {                                                                                             \
+    switch (job->p.residual_mode) {                                                                \
+    case LK_NORM_RESIDUAL_PRE: LK_LAYER_ROWS(dtype, weight_dtype, LK_NORM_RESIDUAL_PRE); break;    \
+    case LK_NORM_RESIDUAL_POST: LK_LAYER_ROWS(dtype, weight_dtype, LK_NORM_RESIDUAL_POST); break;  \
+    default: LK_LAYER_ROWS(dtype, weight_dtype, LK_NORM_RESIDUAL_NONE); break;                     \
+    }                                                                                              \
+  } while (0)
+
+void LK_ISA_SUFFIX(lk_layer_norm_rows)(const void *job_, int64_t row_begin, int64_t row_end) {
+  const lk_norm_job *job = (const lk_norm_job *)job_;
+  uint16_t stage_row[LK_NORM_STAGE_ELEMENTS]; /* POST rows of 16-bit dtypes (see norm.h) */
+  const bool f32_weight = job->p.weight_dtype == LK_DTYPE_F32;
+  switch (job->p.dtype) {
+  case LK_DTYPE_F16:
+    if (f32_weight) LK_LAYER_ROWS_MODES(LK_DTYPE_F16, LK_DTYPE_F32);
+    else LK_LAYER_ROWS_MODES(LK_DTYPE_F16, LK_DTYPE_F16);
+    break;
+  case LK_DTYPE_BF16:
+    if (f32_weight) LK_LAYER_ROWS_MODES(LK_DTYPE_BF16, LK_DTYPE_F32);
+    else LK_LAYER_ROWS_MODES(LK_DTYPE_BF16, LK_DTYPE_BF16);
+    break;
+  default: LK_LAYER_ROWS_MODES(LK_DTYPE_F32, LK_DTYPE_F32); break;
+  }
+  /* Streaming stores are weakly ordered: fence before the caller sees this share as done. */
+  if (job->streaming) lk_v_stream_fence();
+}
