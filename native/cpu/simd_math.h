@@ -80,13 +80,23 @@ static LK_INLINE lk_vf lk_v_exp_split(lk_vf hi, lk_vf lo) {
   return lk_v_scale_pow2(lk_v_exp_reduced(r), n);
 }
 
-static LK_INLINE lk_vf lk_v_exp(lk_vf x) {
+/* e^x as p * 2^n (p = e^r in [0.7, 1.42], n integral) for x clamped to [lo, 89]: callers that
+ * multiply the result by something first (x e^x) scale once at the end, so a subnormal e^x does
+ * not lose the product's bits. */
+static LK_INLINE lk_vf lk_v_exp_parts(lk_vf x, float lo, lk_vf *n_out) {
   /* min/max return their second operand when either is NaN: NaN goes through. */
-  x = lk_v_max(lk_v_set1(LK_EXP_MIN_ARG), lk_v_min(lk_v_set1(LK_EXP_MAX_ARG), x));
+  x = lk_v_max(lk_v_set1(lo), lk_v_min(lk_v_set1(LK_EXP_MAX_ARG), x));
   lk_vf n = lk_v_round(lk_v_mul(x, lk_v_set1(LK_LOG2E)));
   lk_vf r = lk_v_fnmadd(n, lk_v_set1(LK_LN2_HI), x);
   r = lk_v_fnmadd(n, lk_v_set1(LK_LN2_LO), r);
-  return lk_v_scale_pow2(lk_v_exp_reduced(r), n);
+  *n_out = n;
+  return lk_v_exp_reduced(r);
+}
+
+static LK_INLINE lk_vf lk_v_exp(lk_vf x) {
+  lk_vf n;
+  lk_vf p = lk_v_exp_parts(x, LK_EXP_MIN_ARG, &n);
+  return lk_v_scale_pow2(p, n);
 }
 
 /* ---- sigmoid and SiLU ------------------------------------------------------------------------ */
@@ -101,15 +111,23 @@ static LK_INLINE lk_vf lk_v_sigmoid(lk_vf x) {
   return lk_v_div(numerator, lk_v_add(e, lk_v_set1(1.0f)));
 }
 
-/* x * sigmoid(k x) for k = 1 (SiLU) or the tanh GELU's x sigmoid(2u), given z = k x (or 2u). */
-static LK_INLINE lk_vf lk_v_mul_sigmoid(lk_vf x, lk_vf z) {
-  x = lk_v_max(lk_v_set1(-FLT_MAX), x); /* -inf * 0 would be NaN; NaN passes through */
-  lk_vf e = lk_v_exp(lk_v_neg(lk_v_abs(z)));
-  lk_vf numerator = lk_v_select(lk_v_cmp_lt(z, lk_v_zero()), lk_v_mul(x, e), x);
-  return lk_v_div(numerator, lk_v_add(e, lk_v_set1(1.0f)));
+/* x * sigmoid(z): z = x for SiLU, z = 2u for the tanh GELU. With e = e^-|z| = p 2^n:
+ * x / (1 + e) for z >= 0, and for z < 0 (x p / (1 + e)) 2^n, scaled last so that x e^-|z| keeps
+ * its bits where e^-|z| alone would be subnormal (silu(-90) ~ -1e-37 is a normal f32).
+ * x_floor: x is clamped there (and z at -120) where x e^z underflows to 0 anyway: x * 0 would be
+ * NaN for x = -inf, and the clamp of e^z must not leave a huge x times a tiny e. */
+static LK_INLINE lk_vf lk_v_mul_sigmoid(lk_vf x, lk_vf z, float x_floor) {
+  x = lk_v_max(lk_v_set1(x_floor), x); /* NaN passes through */
+  lk_vf n;
+  lk_vf p = lk_v_exp_parts(lk_v_neg(lk_v_abs(z)), -120.0f, &n);
+  lk_vf e = lk_v_scale_pow2(p, n);
+  lk_vmask negative = lk_v_cmp_lt(z, lk_v_zero());
+  lk_vf q = lk_v_div(lk_v_select(negative, lk_v_mul(x, p), x), lk_v_add(e, lk_v_set1(1.0f)));
+  return lk_v_scale_pow2(q, lk_v_select(negative, n, lk_v_zero()));
 }
 
-static LK_INLINE lk_vf lk_v_silu(lk_vf x) { return lk_v_mul_sigmoid(x, x); }
+/* 120 e^-120 < 2^-150: silu(x) rounds to -0 below -120. */
+static LK_INLINE lk_vf lk_v_silu(lk_vf x) { return lk_v_mul_sigmoid(x, x, -120.0f); }
 
 /* ---- tanh ------------------------------------------------------------------------------------ */
 
@@ -121,11 +139,12 @@ static LK_INLINE lk_vf lk_v_tanh(lk_vf x) {
   p = lk_v_fmadd(p, s, lk_v_set1(-5.373971537e-02f));
   p = lk_v_fmadd(p, s, lk_v_set1(1.333144158e-01f));
   p = lk_v_fmadd(p, s, lk_v_set1(-3.333328068e-01f));
-  lk_vf small = lk_v_fmadd(lk_v_mul(x, s), p, x);
+  lk_vf small = lk_v_fmadd(lk_v_mul(a, s), p, a);
   lk_vf e = lk_v_exp(lk_v_add(a, a));
   lk_vf large = lk_v_sub(lk_v_set1(1.0f), lk_v_div(lk_v_set1(2.0f), lk_v_add(e, lk_v_set1(1.0f))));
-  /* NaN fails the compare and takes the large form, which is NaN too. */
-  return lk_v_select(lk_v_cmp_lt(a, lk_v_set1(0.625f)), small, lk_v_copy_sign(large, x));
+  /* NaN fails the compare and takes the large form, which is NaN too. Both forms are computed on
+   * |x| and take x's sign last, so tanh(-0) is -0. */
+  return lk_v_copy_sign(lk_v_select(lk_v_cmp_lt(a, lk_v_set1(0.625f)), small, large), x);
 }
 
 /* ---- erf, erfc and GELU ---------------------------------------------------------------------- */
@@ -195,7 +214,8 @@ static LK_INLINE lk_vf lk_v_gelu_tanh(lk_vf x) {
   /* 2u = 2 sqrt(2/pi) x (1 + 0.044715 x^2) */
   lk_vf inner = lk_v_fmadd(lk_v_mul(x, x), lk_v_set1(0.044715f), lk_v_set1(1.0f));
   lk_vf two_u = lk_v_mul(lk_v_mul(x, lk_v_set1(1.5957691216057308f)), inner);
-  return lk_v_mul_sigmoid(x, two_u);
+  /* 2u(-13) = -177: below x = -13 the result rounds to -0. */
+  return lk_v_mul_sigmoid(x, two_u, -13.0f);
 }
 
 static LK_INLINE lk_vf lk_v_relu(lk_vf x) { return lk_v_max(lk_v_zero(), x); /* NaN and -0 pass */ }
