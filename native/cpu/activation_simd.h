@@ -11,6 +11,11 @@
 #include "simd_dtype.h"
 #include "simd_math.h"
 
+/* How far ahead of the loads the streaming loops prefetch gate and up (into L2): with the output
+ * bypassing the caches, the hardware prefetchers alone left SwiGLU at ~0.65 of the copy ceiling
+ * on 2 threads; 512-1024 bytes ahead measured best (noisy, +5-10%). */
+#define LK_ACTIVATION_PREFETCH_BYTES 512
+
 static LK_INLINE lk_vf LK_ISA_SUFFIX(activate)(lk_vf x, lk_activation act) {
   switch (act) {
   case LK_ACTIVATION_SILU: return lk_v_silu(x);
@@ -49,8 +54,17 @@ static LK_INLINE void LK_ISA_SUFFIX(activate_row)(const void *gate, const void *
   i = head;
 #define LK_ACT(v, offset) (gated ? lk_v_mul(LK_ISA_SUFFIX(activate)(v, act), lk_v_load(up, i + (offset), dtype)) \
                                  : LK_ISA_SUFFIX(activate)(v, act))
+  const int64_t size = (int64_t)lk_dtype_size(dtype);
+#define LK_PREFETCH_AHEAD()                                                                        \
+  do {                                                                                             \
+    if (streaming) {                                                                               \
+      lk_prefetch((const char *)gate + i * size + LK_ACTIVATION_PREFETCH_BYTES);                   \
+      if (gated) lk_prefetch((const char *)up + i * size + LK_ACTIVATION_PREFETCH_BYTES);          \
+    }                                                                                              \
+  } while (0)
   if (dtype == LK_DTYPE_BF16) {
     for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) {
+      LK_PREFETCH_AHEAD();
       lk_vf2 v = lk_v_load_bf16_pairs((const uint16_t *)gate + i);
       v.even = LK_ISA_SUFFIX(activate)(v.even, act);
       v.odd = LK_ISA_SUFFIX(activate)(v.odd, act);
@@ -64,6 +78,7 @@ static LK_INLINE void LK_ISA_SUFFIX(activate_row)(const void *gate, const void *
     }
   } else if (streaming) {
     for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) {
+      LK_PREFETCH_AHEAD();
       lk_vf v0 = lk_v_load(gate, i, dtype), v1 = lk_v_load(gate, i + LK_VEC_LANES, dtype);
       lk_v_stream2(out, i, dtype, LK_ACT(v0, 0), LK_ACT(v1, LK_VEC_LANES), false);
     }
@@ -71,6 +86,7 @@ static LK_INLINE void LK_ISA_SUFFIX(activate_row)(const void *gate, const void *
   for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES)
     lk_v_store(out, i, dtype, LK_ACT(lk_v_load(gate, i, dtype), 0), false);
 #undef LK_ACT
+#undef LK_PREFETCH_AHEAD
   if (i < n) LK_ISA_SUFFIX(activate_partial)(gate, up, out, i, n, dtype, act, gated);
 }
 

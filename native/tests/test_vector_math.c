@@ -41,7 +41,7 @@ static const function functions[] = {
     {"sigmoid", LK_ACTIVATION_SIGMOID, 3.0, 3.0, false, -INFINITY, 0.0, 0.0},
     {"tanh", LK_ACTIVATION_TANH, 2.0, 3.0, false, -INFINITY, 0.0, 0.0},
     {"erf", LK_ACTIVATION_ERF, 2.0, 2.0, false, -INFINITY, 0.0, 0.0},
-    {"silu", LK_ACTIVATION_SILU, 4.0, 4.0, true, -80.0, 1e-5, 1e-40},
+    {"silu", LK_ACTIVATION_SILU, 4.0, 4.0, true, -80.0, 1e-5, 2e-40},
     /* Vector: relative accuracy down to -5.5, then -0 (|gelu| < 1e-7): the relative bound is void. */
     {"gelu_erf", LK_ACTIVATION_GELU_ERF, 6.0, 32.0, true, -5.5, 1.0, 1.1e-7},
     /* Both: 2u = 2 sqrt(2/pi)(x + 0.044715 x^3) rounded in f32 carries |2u| 2^-23 into e^-|2u|. */
@@ -214,9 +214,9 @@ static void special_values(int k) {
   EXPECT(LK_ACTIVATION_SILU, -inf, y == 0.0f);
   EXPECT(LK_ACTIVATION_SILU, -FLT_MAX, y == 0.0f);
   EXPECT(LK_ACTIVATION_SILU, -200.0f, y == 0.0f);
-  EXPECT(LK_ACTIVATION_SILU, FLT_MAX, y == FLT_MAX);
+  EXPECT(LK_ACTIVATION_SILU, FLT_MAX, y >= 0.9999998f * FLT_MAX && isfinite(y)); /* AVX2's reciprocal: 1 ulp */
   EXPECT(LK_ACTIVATION_SILU, 0.0f, y == 0.0f);
-  EXPECT(LK_ACTIVATION_SILU, 1e-30f, y == 5e-31f);
+  EXPECT(LK_ACTIVATION_SILU, 1e-30f, fabsf(y - 5e-31f) <= 1e-37f);
   EXPECT(LK_ACTIVATION_GELU_ERF, inf, y == inf);
   EXPECT(LK_ACTIVATION_GELU_ERF, -inf, y == 0.0f);
   EXPECT(LK_ACTIVATION_GELU_ERF, -FLT_MAX, y == 0.0f);
