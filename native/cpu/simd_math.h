@@ -147,18 +147,21 @@ static LK_INLINE lk_vf lk_v_mul_sigmoid(lk_vf x, lk_vf z, float x_floor) {
 }
 
 /* SiLU is what SwiGLU spends its time on: vectors with every lane >= -87 (or NaN), nearly all of
- * them, take x / (1 + e^-x) with e^-x <= e^87 finite, so the division can be a reciprocal estimate
+ * them, take x / (1 + e^-x) in every lane with e^-x <= e^87 finite, so the division can be a reciprocal estimate
  * and a Newton step, and 2^n a single normal scale (e^-x is clamped at e^-87, where 1 + e^-x is 1
- * already). Others take the full form (below -87, e^x is subnormal). 120 e^-120 < 2^-150:
+ * already). Lanes below -87 (where e^x is subnormal) take the full form, chosen lane by lane. 120 e^-120 < 2^-150:
  * silu(x) rounds to -0 below -120. */
 static LK_INLINE lk_vf lk_v_silu(lk_vf x) {
-  if (lk_v_mask_any(lk_v_cmp_lt(x, lk_v_set1(-87.0f)))) return lk_v_mul_sigmoid(x, x, -120.0f);
   lk_vf z = lk_v_max(lk_v_set1(-87.0f), lk_v_neg(x)); /* NaN passes */
   lk_vf n = lk_v_round(lk_v_mul(z, lk_v_set1(LK_LOG2E)));
   lk_vf r = lk_v_fnmadd(n, lk_v_set1(LK_LN2_HI), z);
   r = lk_v_fnmadd(n, lk_v_set1(LK_LN2_LO), r);
   lk_vf e = lk_v_scale_pow2_normal(lk_v_exp_reduced(r), n);
-  return lk_v_mul(x, lk_v_recip(lk_v_add(e, lk_v_set1(1.0f))));
+  lk_vf y = lk_v_mul(x, lk_v_recip(lk_v_add(e, lk_v_set1(1.0f))));
+  /* Lane by lane, so an element's result never depends on its neighbours. */
+  lk_vmask far = lk_v_cmp_lt(x, lk_v_set1(-87.0f));
+  if (lk_v_mask_any(far)) y = lk_v_select(far, lk_v_mul_sigmoid(x, x, -120.0f), y);
+  return y;
 }
 
 /* ---- tanh ------------------------------------------------------------------------------------ */
