@@ -1,2 +1,3 @@
-/* Placeholder: filled in by the issue 3 work on this family. */
-typedef int lk_placeholder_activation_avx2;
+/* Activations and GLUs for AVX2 + FMA + F16C (compiled with those flags only; chosen at run time). */
+#include "simd_avx2.h"
+#include "activation_simd.h"

@@ -1,2 +1,3 @@
-/* Placeholder: filled in by the issue 3 work on this family. */
-typedef int lk_placeholder_activation_avx512;
+/* Activations and GLUs for AVX-512 F/BW/DQ/VL (compiled with those flags only; chosen at run time). */
+#include "simd_avx512.h"
+#include "activation_simd.h"
