@@ -20,6 +20,7 @@ internal static class CheckCommand
             failures += CheckType<float>(output, context);
             failures += CheckType<Half>(output, context);
             failures += CheckType<BFloat16>(output, context);
+            failures += RopeCheck.Run(output, context);
         }
         output.WriteLine(failures == 0 ? "all kernels agree with the reference" : $"{failures} kernel x isa x dtype rows FAILED");
         return failures == 0 ? 0 : 1;
