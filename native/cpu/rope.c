@@ -2,7 +2,7 @@
  * tokens split over the context's threads and run by the context's ISA variant. */
 #include "rope.h"
 
-/* A token of Llama-8B shape (40 heads of 128) takes about 0.3 us: below ~64 Ki rotated elements
+/* A token of Llama-8B shape (40 heads of 128) takes about half a microsecond: below ~64 Ki rotated elements
  * per extra thread, waking a worker costs more than it saves. */
 #define LK_ROPE_MIN_ELEMENTS_PER_THREAD ((int64_t)1 << 16)
 /* Calls touching more than this (a few cores' L2) prefetch each next token's heads. */

@@ -438,6 +438,17 @@ static void test_special_values(void) {
   }
 }
 
+/* Heads wider than the vector kernels' per-token tables (rot_dim > 1024) run the scalar path. */
+static void test_wide_heads(void) {
+  static const int64_t dims[][2] = {{1024, 0}, {1030, 1028}, {2050, 0}};
+  for (int i = 0; i < 6; i++) {
+    rope_case c = base_case(i);
+    c.head_dim = dims[i % 3][0] + (dims[i % 3][1] == 0 && dims[i % 3][0] % 2 ? 1 : 0);
+    c.rot_dim = dims[i % 3][1];
+    run_case(&c);
+  }
+}
+
 /* Large calls take the prefetching path (more than 4 MiB of q and k); one per dtype and style. */
 static void test_large_call(void) {
   for (int i = 0; i < 6; i++) {
@@ -566,6 +577,7 @@ int main(void) {
   test_thread_split();
   test_special_values();
   test_large_call();
+  test_wide_heads();
   test_positions_out_of_range();
   test_cache_ends();
   for (int k = 0; k < isa_count; k++)
