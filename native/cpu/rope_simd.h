@@ -18,7 +18,8 @@
  *
  * In place and one pass: each line of q and k is read once and written back once, so the
  * traffic is that of a copy; the cache row of a token stays in L1 across its heads. Elements
- * past rot_dim and pairs past the last whole vector go through the scalar definition. */
+ * past rot_dim are never loaded or stored; pairs past the last whole vector go through the
+ * scalar definition. */
 #include "rope.h"
 #include "simd_dtype.h"
 
