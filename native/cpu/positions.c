@@ -4,6 +4,7 @@
 #include "lk_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 LK_API lk_status lk_alibi_slopes(int64_t num_heads, float *slopes) {
   lk_clear_error();
@@ -128,13 +129,28 @@ LK_API lk_status lk_t5_relative_position_bias(const lk_t5_bias_params *params) {
   lk_status status = t5_validate(params);
   if (status != LK_OK) return status;
   const lk_t5_bias_params *p = params;
-  const int64_t cells = p->q_len * p->k_len;
-  for (int64_t i = 0; i < p->q_len; i++)
-    for (int64_t j = 0; j < p->k_len; j++) {
-      int32_t bucket = t5_bucket(j - (i + p->query_offset), p->bidirectional != 0, p->num_buckets, p->max_distance);
-      if (p->buckets) p->buckets[i * p->k_len + j] = bucket;
-      if (p->table)
-        for (int64_t h = 0; h < p->num_heads; h++) p->bias[h * cells + i * p->k_len + j] = p->table[bucket * p->num_heads + h];
-    }
+  if (p->q_len == 0 || p->k_len == 0) return LK_OK;
+  /* A bucket depends only on the distance j - i: bucket each of the q_len + k_len - 1 distances
+   * once (the logarithm is the expensive part), then fill rows from that table, head by head, so
+   * every plane of the bias is written sequentially. */
+  const int64_t cells = p->q_len * p->k_len, lowest = -(p->q_len - 1) - p->query_offset; /* rel of (q_len - 1, 0) */
+  const int64_t distances = p->q_len + p->k_len - 1;
+  if ((uint64_t)distances > SIZE_MAX / sizeof(int32_t))
+    return lk_fail(LK_ERR_OUT_OF_MEMORY, "q_len: no memory for %lld distances", (long long)distances);
+  int32_t *by_distance = (int32_t *)malloc((size_t)distances * sizeof(int32_t));
+  if (!by_distance) return lk_fail(LK_ERR_OUT_OF_MEMORY, "q_len: no memory for %lld distances", (long long)distances);
+  for (int64_t d = 0; d < distances; d++)
+    by_distance[d] = t5_bucket(lowest + d, p->bidirectional != 0, p->num_buckets, p->max_distance);
+  /* row i, key j: rel = j - i - query_offset = lowest + (q_len - 1 - i) + j */
+  for (int64_t i = 0; i < p->q_len; i++) {
+    const int32_t *row = by_distance + (p->q_len - 1 - i);
+    if (p->buckets) memcpy(p->buckets + i * p->k_len, row, (size_t)p->k_len * sizeof(int32_t));
+    if (p->table)
+      for (int64_t h = 0; h < p->num_heads; h++) {
+        float *out = p->bias + h * cells + i * p->k_len;
+        for (int64_t j = 0; j < p->k_len; j++) out[j] = p->table[row[j] * p->num_heads + h];
+      }
+  }
+  free(by_distance);
   return LK_OK;
 }
