@@ -487,7 +487,7 @@ internal enum RopeScaling
     /// <summary><c>LK_ROPE_SCALING_LINEAR</c>: positions / factor</summary>
     Linear = 1,
 
-    /// <summary><c>LK_ROPE_SCALING_DYNAMIC_NTK</c>: base' = base ((factor L / L0) - (factor - 1))^(d / (d - 2)), L = max_position</summary>
+    /// <summary><c>LK_ROPE_SCALING_DYNAMIC_NTK</c>: base' = base ((factor L / L0) - (factor - 1))^(d / (d - 2)), L = max(max_position, L0)</summary>
     DynamicNtk = 2,
 
     /// <summary><c>LK_ROPE_SCALING_YARN</c>: factor, original_max_position, beta_fast, beta_slow, mscale</summary>

@@ -279,7 +279,7 @@ LK_API lk_status lk_rope(lk_cpu_context *context, const lk_rope_params *params);
 typedef enum lk_rope_scaling {
   LK_ROPE_SCALING_NONE = 0,
   LK_ROPE_SCALING_LINEAR = 1,      /* positions / factor */
-  LK_ROPE_SCALING_DYNAMIC_NTK = 2, /* base' = base ((factor L / L0) - (factor - 1))^(d / (d - 2)), L = max_position */
+  LK_ROPE_SCALING_DYNAMIC_NTK = 2, /* base' = base ((factor L / L0) - (factor - 1))^(d / (d - 2)), L = max(max_position, L0) */
   LK_ROPE_SCALING_YARN = 3,        /* factor, original_max_position, beta_fast, beta_slow, mscale */
   LK_ROPE_SCALING_LLAMA3 = 4       /* factor, low/high_freq_factor, original_max_position */
 } lk_rope_scaling;
