@@ -26,18 +26,25 @@ public readonly record struct TimingPlan(double SampleSeconds, double BudgetSeco
 /// </summary>
 public static class BestTime
 {
+    /// <summary>Warm-up time of short calls: long enough for tiered compilation to promote what they run.</summary>
+    public const double WarmUpSeconds = 0.2;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // called once per measurement: no tier-0 loop
     public static double Measure<T>(T operation, TimingPlan plan) where T : ITimedOperation
     {
-        // Warm-up: the first calls pay for page faults, JIT tiering and waking thread pools.
+        // Warm-up: the first calls pay for page faults, JIT tiering and waking thread pools. Tiered
+        // compilation promotes a method only after 30 calls that come 100 ms after the last tier-0
+        // compile, so short calls run for at least WarmUpSeconds: TensorPrimitives' generic
+        // kernels, run once per call on one row, are otherwise timed at tier 0 (10-100x slower).
         long start = Stopwatch.GetTimestamp();
         double single = double.MaxValue;
-        for (int i = 0; i < plan.MinWarmUp || Seconds(start) < plan.BudgetSeconds * 0.1; i++)
+        double warmUp = Math.Max(plan.BudgetSeconds * 0.1, WarmUpSeconds);
+        for (int i = 0; i < plan.MinWarmUp || Seconds(start) < warmUp; i++)
         {
             long t0 = Stopwatch.GetTimestamp();
             operation.Run();
             single = Math.Min(single, Seconds(t0));
-            if (i >= plan.MinWarmUp - 1 && Seconds(start) > plan.BudgetSeconds)
+            if (i >= plan.MinWarmUp - 1 && Seconds(start) > Math.Max(plan.BudgetSeconds, warmUp))
                 break;
         }
 

@@ -10,7 +10,7 @@ public interface ITimedOperation
 /// One implementation of one kernel set up for one case: its own buffers, already holding the
 /// inputs in the element type it runs, and whatever it prepares once (a graph, a session, a
 /// context, a cos/sin cache), so that <see cref="ITimedOperation.Run"/> times only the computation.
-/// Each family's peer interface (<see cref="INormPeer"/>, <see cref="ILayerNormPeer"/>,
+/// Each family's peer interface (<see cref="INormPeer"/> for RMSNorm and LayerNorm,
 /// <see cref="ISwiGluPeer"/>, <see cref="IRopePeer"/>) adds where the results are.
 /// </summary>
 public interface IBenchPeer : ITimedOperation, IDisposable
