@@ -1,12 +1,15 @@
 namespace LlmKernels.Peers;
 
 /// <summary>
-/// RoPE as llama.cpp applies it to a fused qkv projection on the CPU: <c>ggml_view_3d</c> views of
-/// the q heads and the k heads inside one [tokens, (32 + 2*8) * 128] tensor, each rotated in place
-/// by <c>ggml_rope_ext_inplace</c> (mode GGML_ROPE_TYPE_NEOX, n_dims 128, freq_base 500000,
-/// freq_scale 1, ext_factor 0, attn_factor 1: plain RoPE), two nodes of one graph. ggml computes
-/// each token's sin/cos from the position in f32 and reads no cache. f32: ggml's CPU rope takes f32
-/// and f16, not bf16.
+/// RoPE as ggml applies it to a fused qkv projection on the CPU: one <c>ggml_view_3d</c> view of the
+/// q and k heads of each token (side by side in the fused row: 40 heads of 128, tokens
+/// (32 + 2*8) * 128 apart) inside one [tokens, 6144] tensor, rotated in place by
+/// <c>ggml_rope_ext_inplace</c> (mode GGML_ROPE_TYPE_NEOX, n_dims 128, freq_base 500000,
+/// freq_scale 1, ext_factor 0, attn_factor 1: plain RoPE). One node rather than llama.cpp's two
+/// (Qcur, Kcur): every ggml thread computes the sin/cos of every token in each rope node, so a
+/// second node costs ggml another full pass of sin/cos; one node is ggml's best on this layout.
+/// ggml computes the angles from the positions in f32 and reads no cache. f32: ggml's CPU rope
+/// takes f32 and f16, not bf16.
 /// </summary>
 public sealed unsafe class GgmlRopePeer : IRopePeer
 {
@@ -26,11 +29,9 @@ public sealed unsafe class GgmlRopePeer : IRopePeer
         Buffer.MemoryCopy(inputs.Positions.Pointer, _graph.Data(positions), tokens * sizeof(int), tokens * sizeof(int));
 
         const long head = RopeCase.HeadDim * sizeof(float), row = RopeCase.TokenStride * sizeof(float);
-        nint q = ggml.View3d(context, _qkv, RopeCase.HeadDim, RopeCase.QHeads, tokens, (nuint)head, (nuint)row, 0);
-        nint k = ggml.View3d(context, _qkv, RopeCase.HeadDim, RopeCase.KvHeads, tokens, (nuint)head, (nuint)row, (nuint)(RopeCase.QHeads * head));
-        nint Rope(nint heads) => ggml.RopeExtInplace(context, heads, positions, 0, (int)RopeCase.RotDim, GgmlLibrary.RopeModeNeox,
-            0, (float)RopeCase.Base, 1f, 0f, 1f, 32f, 1f);
-        _graph.Build(threads, Rope(q), Rope(k));
+        nint qk = ggml.View3d(context, _qkv, RopeCase.HeadDim, RopeCase.QHeads + RopeCase.KvHeads, tokens, (nuint)head, (nuint)row, 0);
+        _graph.Build(threads, ggml.RopeExtInplace(context, qk, positions, 0, (int)RopeCase.RotDim, GgmlLibrary.RopeModeNeox,
+            0, (float)RopeCase.Base, 1f, 0f, 1f, 32f, 1f));
         Reset();
     }
 

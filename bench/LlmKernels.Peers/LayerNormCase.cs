@@ -42,6 +42,6 @@ public sealed record LayerNormCase(bool Fused, BenchDtype Dtype, long Rows, long
     public static IEnumerable<LayerNormCase> Cases(bool quick) =>
         from fused in new[] { false, true }
         from dtype in new[] { BenchDtype.F32, BenchDtype.Bf16 }
-        from shape in StandardShapes
+        from shape in StandardShapes.Reverse()
         select new LayerNormCase(fused, dtype, shape.Rows, shape.Hidden);
 }

@@ -64,6 +64,6 @@ public sealed record RopeCase(BenchDtype Dtype, long Tokens) : IBenchCase
 
     public static IEnumerable<RopeCase> Cases(bool quick) =>
         from dtype in new[] { BenchDtype.F32, BenchDtype.Bf16 }
-        from tokens in StandardTokens
+        from tokens in StandardTokens.Reverse()
         select new RopeCase(dtype, tokens);
 }

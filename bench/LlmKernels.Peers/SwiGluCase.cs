@@ -40,6 +40,6 @@ public sealed record SwiGluCase(bool Split, BenchDtype Dtype, long Tokens, long 
     public static IEnumerable<SwiGluCase> Cases(bool quick) =>
         from split in new[] { false, true }
         from dtype in new[] { BenchDtype.F32, BenchDtype.Bf16 }
-        from tokens in StandardTokens
+        from tokens in StandardTokens.Reverse()
         select new SwiGluCase(split, dtype, tokens, IntermediateSize);
 }
