@@ -6,8 +6,9 @@ using LlmKernels.Peers;
 namespace LlmKernels.Bench;
 
 /// <summary>
-/// Achieved bandwidth: the case's minimal read + write traffic (at the element type the method
-/// actually ran: ggml's bf16 rows move f32) divided by the mean time per call.
+/// Achieved bandwidth: the case's minimal read + write traffic for the method's peer (at the
+/// element type it actually ran: ggml's bf16 rows move f32; <see cref="IBenchCase.BytesFor"/>)
+/// divided by the mean time per call.
 /// </summary>
 public sealed class GbPerSecondColumn : IColumn
 {
@@ -29,13 +30,14 @@ public sealed class GbPerSecondColumn : IColumn
     public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
     {
         var statistics = summary[benchmarkCase]?.ResultStatistics;
-        if (statistics is null || benchmarkCase.Descriptor.Type.IsAbstract
-            || Activator.CreateInstance(benchmarkCase.Descriptor.Type) is not RmsNormSuite suite)
+        var type = benchmarkCase.Descriptor.Type;
+        if (statistics is null || type.IsAbstract || Activator.CreateInstance(type) is not PeerSuite suite)
             return "-";
-        suite.Dtype = (string)benchmarkCase.Parameters[nameof(RmsNormSuite.Dtype)];
-        suite.Shape = (string)benchmarkCase.Parameters[nameof(RmsNormSuite.Shape)];
+        // The suite's parameters, set as BenchmarkDotNet sets them, describe the case.
+        foreach (var parameter in benchmarkCase.Parameters.Items)
+            type.GetProperty(parameter.Name)?.SetValue(suite, parameter.Value);
         string peer = benchmarkCase.Descriptor.WorkloadMethod.Name.ToLowerInvariant();
-        long bytes = suite.Case.BytesAt(RmsNormPeers.DtypeFor(peer, suite.Case.Dtype));
+        long bytes = suite.Case.BytesFor(peer);
         return (bytes / statistics.Mean).ToString("F1", System.Globalization.CultureInfo.InvariantCulture); // bytes/ns = GB/s
     }
 }

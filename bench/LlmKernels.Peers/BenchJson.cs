@@ -15,7 +15,7 @@ public static class BenchJson
         using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         json.WriteStartObject();
         json.WriteString("tool", "llmk bench");
-        json.WriteNumber("schema", 1);
+        json.WriteNumber("schema", 2);
         json.WriteString("utc", run.StartedUtc.ToString("O"));
         json.WriteBoolean("quick", run.Options.Quick);
 
@@ -49,7 +49,7 @@ public static class BenchJson
             json.WriteStartObject("call_overhead");
             json.WriteString("kernel", "rms_norm");
             json.WriteString("dtype", "f32");
-            WriteShape(json, o.Rows, o.Hidden);
+            WriteShape(json, [o.Rows, o.Hidden]);
             json.WriteNumber("managed_seconds", o.ManagedSeconds);
             json.WriteNumber("native_seconds", o.NativeSeconds);
             json.WriteNumber("native_prepared_seconds", o.NativePreparedSeconds);
@@ -68,13 +68,14 @@ public static class BenchJson
         json.WriteEndObject();
     }
 
-    private static void WriteRecord(Utf8JsonWriter json, BenchRun run, RmsNormRow row, PeerResult? peer)
+    private static void WriteRecord(Utf8JsonWriter json, BenchRun run, BenchRow row, PeerResult? peer)
     {
         var c = row.Case;
         json.WriteStartObject();
+        json.WriteString("family", c.Family);
         json.WriteString("kernel", c.Kernel);
         json.WriteString("dtype", c.Dtype.Name());
-        WriteShape(json, c.Rows, c.Hidden);
+        WriteShape(json, c.Shape);
         json.WriteString("isa", run.Isa);
         json.WriteNumber("threads", row.Ours.Threads);
         WriteNullable(json, "seconds", row.Ours.Seconds);
@@ -82,6 +83,7 @@ public static class BenchJson
         WriteNullable(json, "gbps", row.Ours.GBps);
         json.WriteNumber("ceiling_gbps", run.Ceilings.CopyGBps);
         json.WriteString("status", row.Ours.StatusText);
+        WriteNullable(json, "max_error", row.Ours.MaxError);
         if (peer is null)
         {
             json.WriteNull("peer");
@@ -95,19 +97,20 @@ public static class BenchJson
             json.WriteNumber("peer_threads", peer.Threads);
             json.WriteNumber("peer_bytes", peer.Bytes);
             WriteNullable(json, "peer_gbps", peer.GBps);
-            WriteNullable(json, "ratio", RmsNormRow.Ratio(row.Ours, peer));
+            WriteNullable(json, "ratio", BenchRow.Ratio(row.Ours, peer));
             json.WriteString("peer_status", peer.StatusText);
+            WriteNullable(json, "peer_max_error", peer.MaxError);
             if (peer.Detail.Length > 0)
                 json.WriteString("peer_detail", peer.Detail);
         }
         json.WriteEndObject();
     }
 
-    private static void WriteShape(Utf8JsonWriter json, long rows, long hidden)
+    private static void WriteShape(Utf8JsonWriter json, IReadOnlyList<long> shape)
     {
         json.WriteStartArray("shape");
-        json.WriteNumberValue(rows);
-        json.WriteNumberValue(hidden);
+        foreach (long dimension in shape)
+            json.WriteNumberValue(dimension);
         json.WriteEndArray();
     }
 

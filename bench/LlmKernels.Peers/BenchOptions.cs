@@ -1,9 +1,10 @@
 namespace LlmKernels.Peers;
 
-/// <summary>`llmk bench [--quick] [--json FILE] [--threads N]`.</summary>
-public sealed record BenchOptions(bool Quick, string? JsonPath, int Threads)
+/// <summary>`llmk bench [--quick] [--json FILE] [--threads N] [--filter FAMILY[,FAMILY...]]`.</summary>
+public sealed record BenchOptions(bool Quick, string? JsonPath, int Threads, IReadOnlyList<string> Filter)
 {
-    public const string Usage = "usage: llmk bench [--quick] [--json FILE] [--threads N]";
+    public static string Usage =>
+        $"usage: llmk bench [--quick] [--json FILE] [--threads N] [--filter FAMILY[,FAMILY...]]  (families: {string.Join(", ", BenchFamilies.Names)}; a kernel name such as swiglu_split also works)";
 
     /// <summary>Parses the arguments after "bench"; null with <paramref name="error"/> set when they are wrong.</summary>
     public static BenchOptions? Parse(IReadOnlyList<string> args, out string error)
@@ -11,6 +12,7 @@ public sealed record BenchOptions(bool Quick, string? JsonPath, int Threads)
         bool quick = false;
         string? json = null;
         int threads = Environment.ProcessorCount;
+        var filter = new List<string>();
         error = "";
         for (int i = 0; i < args.Count; i++)
         {
@@ -29,13 +31,37 @@ public sealed record BenchOptions(bool Quick, string? JsonPath, int Threads)
                         return null;
                     }
                     break;
+                case "--filter" when i + 1 < args.Count:
+                    foreach (string name in args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    {
+                        if (!BenchFamilies.AllCases(quick: false).Any(c => Selects(name, c)))
+                        {
+                            error = $"--filter: no family or kernel named '{name}'";
+                            return null;
+                        }
+                        filter.Add(name);
+                    }
+                    break;
                 default:
                     error = $"unexpected argument '{args[i]}'";
                     return null;
             }
         }
-        return new BenchOptions(quick, json, threads);
+        return new BenchOptions(quick, json, threads, filter);
     }
+
+    /// <summary>Whether this run measures <paramref name="case"/>: no filter, or a filter naming its family or kernel.</summary>
+    public bool Includes(IBenchCase @case) => Filter.Count == 0 || Filter.Any(name => Selects(name, @case));
+
+    private static bool Selects(string name, IBenchCase @case) =>
+        string.Equals(name, @case.Family, StringComparison.OrdinalIgnoreCase) || string.Equals(name, @case.Kernel, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>A quick run leaves out the naive loops on shapes that move at least this much: seconds per call, and no part of the bar.</summary>
+    public const long QuickNaiveMaxBytes = 64L << 20;
+
+    /// <summary>The peers this run measures <paramref name="case"/> against.</summary>
+    public IEnumerable<string> PeersFor(IBenchCase @case) =>
+        @case.Peers.Where(peer => !(Quick && peer == PeerNames.Naive && @case.BytesFor(PeerNames.LlmKernels) >= QuickNaiveMaxBytes));
 
     public TimingPlan Timing => Quick ? TimingPlan.Quick : TimingPlan.Full;
 

@@ -8,6 +8,6 @@ public sealed record BenchRun(
     IReadOnlyList<(string Name, string? Version)> Versions,
     Ceilings Ceilings,
     CallOverheadResult? Overhead,
-    IReadOnlyList<RmsNormRow> Rows,
+    IReadOnlyList<BenchRow> Rows,
     double? LoadAverageStart,
     double? LoadAverageEnd);

@@ -21,55 +21,62 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
 
     public void WriteHeader()
     {
-        output.WriteLine(string.Create(Invariant, $"{"kernel",-19} {"dtype",-5} {"shape",-10} {"us/call",9} {"GB/s",7} {"of copy",7}  {"ggml",-11} {"onnxruntime",-11} {"tensorprim",-11} {"naive",-11}"));
-        output.WriteLine(new string('-', 110));
+        output.WriteLine(string.Create(Invariant, $"{"kernel",-20} {"dtype",-5} {"shape",-15} {"us/call",10} {"GB/s",7} {"of copy",7}  {"ggml",-11} {"onnxruntime",-11} {"tensorprim",-11} {"naive",-11}"));
+        output.WriteLine(new string('-', 117));
     }
 
-    public void WriteRow(RmsNormRow row)
+    public void WriteRow(BenchRow row)
     {
         var c = row.Case;
         var ours = row.Ours;
         string time = ours.Seconds is double s ? (s * 1e6).ToString("F2", Invariant) : ours.StatusText;
         string gbps = ours.GBps is double g ? g.ToString("F1", Invariant) : "-";
         string fraction = ours.GBps is double f ? (f / ceilings.CopyGBps).ToString("P0", Invariant).Replace(" ", "", StringComparison.Ordinal) : "-";
-        output.Write(string.Create(Invariant, $"{c.Kernel,-19} {c.Dtype.Name(),-5} {c.ShapeText,-10} {time,9} {gbps,7} {fraction,7} "));
-        foreach (var name in RmsNormPeers.Peers)
+        output.Write(string.Create(Invariant, $"{c.Kernel,-20} {c.Dtype.Name(),-5} {c.ShapeText,-15} {time,10} {gbps,7} {fraction,7} "));
+        foreach (var name in PeerNames.All)
             output.Write(string.Create(Invariant, $" {Cell(row, name),-11}"));
         output.WriteLine();
-        if (ours.Status != PeerStatus.Ok)
+        // An unavailable kernel (not in this native build) is explained once, in the footer.
+        if (ours.Status is PeerStatus.Mismatch or PeerStatus.Failed)
             output.WriteLine(string.Create(Invariant, $"    llmkernels {ours.StatusText}: {ours.Detail}"));
     }
 
-    private static string Cell(RmsNormRow row, string name)
+    private static string Cell(BenchRow row, string name)
     {
         var peer = row.Peers.FirstOrDefault(p => p.Peer == name);
         if (peer is null)
-            return "-";
+            return "-"; // no such peer for this family (ONNX Runtime has no SwiGLU op)
         if (peer.Status != PeerStatus.Ok)
             return peer.Status == PeerStatus.Unavailable ? "n/a" : peer.StatusText.ToUpperInvariant();
-        string ratio = RmsNormRow.Ratio(row.Ours, peer) is double r ? r.ToString("F2", Invariant) + "x" : "-";
+        // Without a LlmKernels time there is no ratio: the peer's own bandwidth is the useful number.
+        string ratio = BenchRow.Ratio(row.Ours, peer) is double r ? r.ToString("F2", Invariant) + "x"
+            : peer.GBps is double g ? g.ToString("F1", Invariant) + "GB/s" : "-";
         return peer.Dtype == row.Case.Dtype ? ratio : $"{ratio} {peer.Dtype.Name()}";
     }
 
     /// <summary>Notes on the cells, then every peer's own GB/s and any reason a peer did not run.</summary>
-    public void WriteFooter(IReadOnlyList<RmsNormRow> rows)
+    public void WriteFooter(IReadOnlyList<BenchRow> rows)
     {
         output.WriteLine();
-        output.WriteLine("ggml runs f32 only (its CPU rms_norm), so bf16 rows compare with its f32 run (marked f32);");
+        output.WriteLine("ggml's CPU rms_norm, norm, swiglu and rope run f32 here, so bf16 rows compare with its f32 run (marked f32);");
         output.WriteLine("tensorprim and naive are single-threaded by nature; ggml and onnxruntime use the same thread count as LlmKernels.");
-        output.WriteLine("n/a: peer unavailable here; MISMATCH: its result disagreed with the float64 reference and was not timed.");
+        output.WriteLine("n/a: peer unavailable here; MISMATCH: its result disagreed with the float64 reference and was not timed;");
+        output.WriteLine("-: no such peer for the family (ONNX Runtime has no SwiGLU op on the CPU), or naive skipped by --quick on");
+        output.WriteLine("a DRAM-resident shape; a peer's GB/s instead of a ratio: LlmKernels has no time for that row.");
         output.WriteLine();
-        output.WriteLine(string.Create(Invariant, $"{"peer GB/s",-36} {"llmkernels",11} {"ggml",11} {"onnxruntime",11} {"tensorprim",11} {"naive",11}"));
+        output.WriteLine(string.Create(Invariant, $"{"peer GB/s",-47} {"llmkernels",11} {"ggml",11} {"onnxruntime",11} {"tensorprim",11} {"naive",11}"));
         foreach (var row in rows)
         {
-            output.Write(string.Create(Invariant, $"{row.Case.Kernel + " " + row.Case.Dtype.Name() + " " + row.Case.ShapeText,-36} {Format(row.Ours.GBps),11}"));
-            foreach (var name in RmsNormPeers.Peers)
+            output.Write(string.Create(Invariant, $"{row.Case.Kernel + " " + row.Case.Dtype.Name() + " " + row.Case.ShapeText,-47} {Format(row.Ours.GBps),11}"));
+            foreach (var name in PeerNames.All)
                 output.Write(string.Create(Invariant, $" {Format(row.Peers.FirstOrDefault(p => p.Peer == name)?.GBps),11}"));
             output.WriteLine();
         }
-        var reasons = rows.SelectMany(r => r.Peers.Prepend(r.Ours).Where(p => p.Status != PeerStatus.Ok)
-                .Select(p => $"{p.Peer} {r.Case.Kernel} {r.Case.Dtype.Name()} {r.Case.ShapeText}: {p.StatusText}: {p.Detail}"))
-            .Distinct().ToList();
+        // One line per reason, naming the kernels it applies to (a missing library hits every row alike).
+        var reasons = rows.SelectMany(r => r.Peers.Prepend(r.Ours).Where(p => p.Status != PeerStatus.Ok).Select(p => (Row: r, Peer: p)))
+            .GroupBy(x => (x.Peer.Peer, x.Peer.StatusText, x.Peer.Detail))
+            .Select(g => $"{g.Key.Peer} {g.Key.StatusText} for {Cases(g.Select(x => x.Row).ToList())}: {g.Key.Detail}")
+            .ToList();
         if (reasons.Count > 0)
         {
             output.WriteLine();
@@ -77,6 +84,10 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
                 output.WriteLine(reason);
         }
     }
+
+    private static string Cases(IReadOnlyList<BenchRow> rows) => rows.Count == 1
+        ? $"{rows[0].Case.Kernel} {rows[0].Case.Dtype.Name()} {rows[0].Case.ShapeText}"
+        : $"{rows.Count} cases of {string.Join(", ", rows.Select(r => r.Case.Kernel).Distinct())}";
 
     public void WriteOverhead(CallOverheadResult overhead)
     {

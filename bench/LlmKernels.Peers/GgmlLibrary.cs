@@ -20,6 +20,10 @@ public sealed unsafe class GgmlLibrary
 
     /// <summary>ggml_type values used here.</summary>
     public const int TypeF32 = 0;
+    public const int TypeI32 = 26;
+
+    /// <summary>ggml_rope_ext's mode for NeoX pairing (GGML_ROPE_TYPE_NEOX): element i with i + n_dims/2.</summary>
+    public const int RopeModeNeox = 2;
 
     private static readonly object s_gate = new();
     private static (GgmlLibrary? Library, string Reason)? s_loaded;
@@ -49,7 +53,15 @@ public sealed unsafe class GgmlLibrary
     public readonly delegate* unmanaged<nuint> GraphOverhead;
     public readonly delegate* unmanaged<nint, int, long, nint> NewTensor1d;
     public readonly delegate* unmanaged<nint, int, long, long, nint> NewTensor2d;
+    public readonly delegate* unmanaged<nint, int, long, long, long, nint> NewTensor3d;
+    public readonly delegate* unmanaged<nint, nint, long, long, long, nuint, nuint, nuint, nint> View3d;
     public readonly delegate* unmanaged<nint, nint, float, nint> RmsNorm;
+    public readonly delegate* unmanaged<nint, nint, float, nint> Norm;
+    public readonly delegate* unmanaged<nint, nint, nint> Swiglu;
+    public readonly delegate* unmanaged<nint, nint, nint, nint> SwigluSplit;
+    // ggml_rope_ext_inplace(ctx, a, positions, freq_factors, n_dims, mode, n_ctx_orig, freq_base,
+    //                       freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
+    public readonly delegate* unmanaged<nint, nint, nint, nint, int, int, int, float, float, float, float, float, float, nint> RopeExtInplace;
     public readonly delegate* unmanaged<nint, nint, nint, nint> Mul;
     public readonly delegate* unmanaged<nint, nint, nint, nint> Add;
     public readonly delegate* unmanaged<nint, nint> NewGraph;
@@ -72,7 +84,13 @@ public sealed unsafe class GgmlLibrary
         GraphOverhead = (delegate* unmanaged<nuint>)NativeLibrary.GetExport(@base, "ggml_graph_overhead");
         NewTensor1d = (delegate* unmanaged<nint, int, long, nint>)NativeLibrary.GetExport(@base, "ggml_new_tensor_1d");
         NewTensor2d = (delegate* unmanaged<nint, int, long, long, nint>)NativeLibrary.GetExport(@base, "ggml_new_tensor_2d");
+        NewTensor3d = (delegate* unmanaged<nint, int, long, long, long, nint>)NativeLibrary.GetExport(@base, "ggml_new_tensor_3d");
+        View3d = (delegate* unmanaged<nint, nint, long, long, long, nuint, nuint, nuint, nint>)NativeLibrary.GetExport(@base, "ggml_view_3d");
         RmsNorm = (delegate* unmanaged<nint, nint, float, nint>)NativeLibrary.GetExport(@base, "ggml_rms_norm");
+        Norm = (delegate* unmanaged<nint, nint, float, nint>)NativeLibrary.GetExport(@base, "ggml_norm");
+        Swiglu = (delegate* unmanaged<nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_swiglu");
+        SwigluSplit = (delegate* unmanaged<nint, nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_swiglu_split");
+        RopeExtInplace = (delegate* unmanaged<nint, nint, nint, nint, int, int, int, float, float, float, float, float, float, nint>)NativeLibrary.GetExport(@base, "ggml_rope_ext_inplace");
         Mul = (delegate* unmanaged<nint, nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_mul");
         Add = (delegate* unmanaged<nint, nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_add");
         NewGraph = (delegate* unmanaged<nint, nint>)NativeLibrary.GetExport(@base, "ggml_new_graph");

@@ -5,7 +5,7 @@ namespace LlmKernels.Peers;
 /// and <see cref="Kernels.FusedAddRmsNorm{T}(ReadOnlySpan{T}, Span{T}, ReadOnlySpan{T}, Span{T}, float, bool, CpuContext?)"/>)
 /// on a context with the benchmark's thread count: what a user's call costs, argument checks included.
 /// </summary>
-public sealed unsafe class LlmKernelsRmsNormPeer : IRmsNormPeer
+public sealed unsafe class LlmKernelsRmsNormPeer : INormPeer
 {
     private readonly PeerBuffers _buffers;
     private readonly CpuContext _context;
@@ -20,7 +20,7 @@ public sealed unsafe class LlmKernelsRmsNormPeer : IRmsNormPeer
         _hidden = checked((int)inputs.Case.Hidden);
     }
 
-    public string Name => "llmkernels";
+    public string Name => PeerNames.LlmKernels;
     public BenchDtype Dtype => _buffers.Dtype;
     public int Threads => _context.ThreadCount;
     public void* Y => _buffers.Y.Pointer;

@@ -9,7 +9,7 @@ namespace LlmKernels.Peers;
 /// </summary>
 public static class NaiveRmsNormPeer
 {
-    public static IRmsNormPeer Create(RmsNormInputs inputs, BenchDtype dtype) => dtype switch
+    public static INormPeer Create(RmsNormInputs inputs, BenchDtype dtype) => dtype switch
     {
         BenchDtype.F32 => new NaiveRmsNormPeer<float, F32Codec>(inputs),
         BenchDtype.F16 => new NaiveRmsNormPeer<Half, F16Codec>(inputs),
@@ -17,14 +17,14 @@ public static class NaiveRmsNormPeer
     };
 }
 
-public sealed unsafe class NaiveRmsNormPeer<T, TCodec> : IRmsNormPeer
+public sealed unsafe class NaiveRmsNormPeer<T, TCodec> : INormPeer
     where T : unmanaged where TCodec : IElementCodec<T>
 {
     private readonly PeerBuffers _buffers;
 
     public NaiveRmsNormPeer(RmsNormInputs inputs) => _buffers = new PeerBuffers(inputs, TCodec.Dtype);
 
-    public string Name => "naive";
+    public string Name => PeerNames.Naive;
     public BenchDtype Dtype => TCodec.Dtype;
     public int Threads => 1;
     public void* Y => _buffers.Y.Pointer;
@@ -34,8 +34,7 @@ public sealed unsafe class NaiveRmsNormPeer<T, TCodec> : IRmsNormPeer
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run()
     {
-        var @case = _buffers.Case;
-        long rows = @case.Rows, hidden = @case.Hidden;
+        long rows = _buffers.Rows, hidden = _buffers.Hidden;
         T* x = _buffers.X.As<T>(), w = _buffers.Weight.As<T>(), y = _buffers.Y.As<T>();
         T* residual = _buffers.Residual is { } r ? r.As<T>() : null;
 

@@ -1,33 +1,37 @@
 namespace LlmKernels.Peers;
 
 /// <summary>
-/// The tensors of an in-place peer (LlmKernels, naive C#, TensorPrimitives) in the element type it
-/// runs: x, weight and y, and for the fused form the residual it updates plus a pristine copy that
-/// <see cref="Reset"/> restores.
+/// The tensors of an in-place norm peer (LlmKernels, naive C#, TensorPrimitives) in the element
+/// type it runs: x, weight (and LayerNorm's bias) and y, and for the fused form the residual it
+/// updates plus a pristine copy that <see cref="Reset"/> restores.
 /// </summary>
 public sealed unsafe class PeerBuffers : IDisposable
 {
-    public PeerBuffers(RmsNormInputs inputs, BenchDtype dtype)
+    public PeerBuffers(INormInputs inputs, BenchDtype dtype)
     {
-        var @case = inputs.Case;
-        Case = @case;
+        Rows = inputs.Rows;
+        Hidden = inputs.Hidden;
         Dtype = dtype;
-        X = Elements.ToBuffer(inputs.X.As<float>(), @case.Elements, dtype);
-        Weight = Elements.ToBuffer(inputs.Weight.As<float>(), @case.Hidden, dtype);
-        Y = new NativeBuffer(@case.Elements * dtype.Size());
+        long elements = Rows * Hidden;
+        X = Elements.ToBuffer(inputs.X.As<float>(), elements, dtype);
+        Weight = Elements.ToBuffer(inputs.Weight.As<float>(), Hidden, dtype);
+        Bias = inputs.Bias is { } bias ? Elements.ToBuffer(bias.As<float>(), Hidden, dtype) : null;
+        Y = new NativeBuffer(elements * dtype.Size());
         Y.Touch();
-        if (@case.Fused)
+        if (inputs.Fused)
         {
-            ResidualInitial = Elements.ToBuffer(inputs.Residual!.As<float>(), @case.Elements, dtype);
+            ResidualInitial = Elements.ToBuffer(inputs.Residual!.As<float>(), elements, dtype);
             Residual = new NativeBuffer(ResidualInitial.Bytes);
             Reset();
         }
     }
 
-    public RmsNormCase Case { get; }
+    public long Rows { get; }
+    public long Hidden { get; }
     public BenchDtype Dtype { get; }
     public NativeBuffer X { get; }
     public NativeBuffer Weight { get; }
+    public NativeBuffer? Bias { get; }
     public NativeBuffer Y { get; }
     public NativeBuffer? Residual { get; }
     public NativeBuffer? ResidualInitial { get; }
@@ -42,6 +46,7 @@ public sealed unsafe class PeerBuffers : IDisposable
     {
         X.Dispose();
         Weight.Dispose();
+        Bias?.Dispose();
         Y.Dispose();
         Residual?.Dispose();
         ResidualInitial?.Dispose();

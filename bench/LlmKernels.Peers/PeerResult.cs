@@ -30,7 +30,7 @@ public sealed record PeerResult(
 }
 
 /// <summary>The measurement of one case: LlmKernels and every peer, in the same run and thread count.</summary>
-public sealed record RmsNormRow(RmsNormCase Case, PeerResult Ours, IReadOnlyList<PeerResult> Peers)
+public sealed record BenchRow(IBenchCase Case, PeerResult Ours, IReadOnlyList<PeerResult> Peers)
 {
     /// <summary>Peer time / our time: above 1 means LlmKernels is faster. Null unless both were timed.</summary>
     public static double? Ratio(PeerResult ours, PeerResult peer) =>

@@ -10,7 +10,7 @@ namespace LlmKernels.Peers;
 /// on the calling thread. bf16 rows go through an f32 row scratch (TensorPrimitives has no
 /// bfloat16), widened and narrowed with the vector code in <see cref="Bf16Rows"/>.
 /// </summary>
-public sealed unsafe class TensorPrimitivesRmsNormPeer : IRmsNormPeer
+public sealed unsafe class TensorPrimitivesRmsNormPeer : INormPeer
 {
     private readonly PeerBuffers _buffers;
     private readonly NativeBuffer? _rowScratch;
@@ -23,20 +23,20 @@ public sealed unsafe class TensorPrimitivesRmsNormPeer : IRmsNormPeer
         _buffers = new PeerBuffers(inputs, dtype);
         if (dtype == BenchDtype.Bf16)
         {
-            _rowScratch = new NativeBuffer(inputs.Case.Hidden * sizeof(float) * 2); // row, then weight
-            _otherScratch = new NativeBuffer(inputs.Case.Hidden * sizeof(float));
+            _rowScratch = new NativeBuffer(inputs.Hidden * sizeof(float) * 2); // row, then weight
+            _otherScratch = new NativeBuffer(inputs.Hidden * sizeof(float));
             // The weight is widened once: a user converts it when loading the model, not per call.
-            Bf16Rows.Widen(_buffers.Weight.As<ushort>(), WeightF32, inputs.Case.Hidden);
+            Bf16Rows.Widen(_buffers.Weight.As<ushort>(), WeightF32, inputs.Hidden);
         }
     }
 
-    public string Name => "tensorprimitives";
+    public string Name => PeerNames.TensorPrimitives;
     public BenchDtype Dtype => _buffers.Dtype;
     public int Threads => 1;
     public void* Y => _buffers.Y.Pointer;
     public void* ResidualOut => _buffers.Residual is { } r ? r.Pointer : null;
 
-    private float* WeightF32 => _rowScratch!.As<float>() + _buffers.Case.Hidden;
+    private float* WeightF32 => _rowScratch!.As<float>() + _buffers.Hidden;
 
     public void Run()
     {
@@ -50,10 +50,9 @@ public sealed unsafe class TensorPrimitivesRmsNormPeer : IRmsNormPeer
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunF32()
     {
-        var @case = _buffers.Case;
-        int hidden = (int)@case.Hidden;
+        int hidden = (int)_buffers.Hidden;
         var w = new ReadOnlySpan<float>(_buffers.Weight.Pointer, hidden);
-        for (long row = 0; row < @case.Rows; row++)
+        for (long row = 0; row < _buffers.Rows; row++)
         {
             long offset = row * hidden;
             var x = new Span<float>(_buffers.X.As<float>() + offset, hidden);
@@ -71,12 +70,11 @@ public sealed unsafe class TensorPrimitivesRmsNormPeer : IRmsNormPeer
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunBf16()
     {
-        var @case = _buffers.Case;
-        int hidden = (int)@case.Hidden;
+        int hidden = (int)_buffers.Hidden;
         float* row = _rowScratch!.As<float>(), other = _otherScratch!.As<float>();
         var rowSpan = new Span<float>(row, hidden);
         var w = new ReadOnlySpan<float>(WeightF32, hidden);
-        for (long r = 0; r < @case.Rows; r++)
+        for (long r = 0; r < _buffers.Rows; r++)
         {
             long offset = r * hidden;
             ushort* x = _buffers.X.As<ushort>() + offset, y = _buffers.Y.As<ushort>() + offset;

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Writes the one-node ONNX models the ONNX Runtime peer runs (bench/LlmKernels.Peers/OrtRmsNormPeer.cs).
+"""Writes the one-node ONNX models the ONNX Runtime peers run (bench/LlmKernels.Peers/Ort*Peer.cs).
 
     python3 bench/models/make_models.py        # rewrites bench/models/*.onnx
 
 The protobuf is written by hand (a dozen lines of wire format below) so that the models can be
 regenerated with nothing but the Python standard library. Every dimension is symbolic ("rows",
-"hidden"), so one file serves every benchmark shape.
+"hidden", ...), so one file serves every benchmark shape.
 
   rms_norm_{f32,f16,bf16}.onnx
       SimplifiedLayerNormalization (ONNX Runtime's RMSNorm: a contrib schema registered in the
@@ -15,15 +15,31 @@ regenerated with nothing but the Python standard library. Every dimension is sym
       y = rms_norm(residual_out) * scale. Its fourth output (input_skip_bias_sum) is the updated
       residual; the two optional statistics outputs in between are left unnamed.
 
-ONNX Runtime 1.31.1's CPU execution provider runs both ops natively in f32, f16 and bf16 (the
+  layer_norm_{f32,f16,bf16}.onnx
+      LayerNormalization (ONNX domain, opset 17): y = (x - mean) / sqrt(var + eps) * weight + bias,
+      over the last axis, statistics in f32 (stash_type 1); the Mean and InvStdDev outputs unused.
+  fused_add_layer_norm_{f32,f16,bf16}.onnx
+      SkipLayerNormalization (com.microsoft): residual_out = x + residual (its fourth output,
+      input_skip_bias_sum), y = layer_norm(residual_out) * weight + bias.
+  rope_neox_{f32,f16,bf16}.onnx
+      RotaryEmbedding (com.microsoft), NeoX pairing (interleaved 0): inputs x [batch, tokens,
+      hidden] (q and k heads of a token side by side), position_ids [batch, tokens] int64,
+      cos_cache and sin_cache [max_position, rot_dim / 2] in the element type of x. num_heads and
+      rotary_embedding_dim are left 0: ONNX Runtime then takes head_size = 2 * cos_cache.shape[1]
+      and num_heads = hidden / head_size, so one model serves any head count.
+
+ONNX Runtime 1.31.1's CPU execution provider runs the RMSNorm ops natively in f32, f16 and bf16 (the
 session keeps the single node on CPUExecutionProvider and inserts no Cast); x, weight and y share
-one element type.
+one element type. Where it has no CPU kernel for a type (bench/README.md lists which), the session
+refuses the model and the peer reports itself unavailable with ONNX Runtime's message.
 """
 import os
 import struct
 
-EPSILON = 1e-6  # the epsilon LlmKernels' benchmarks use
+EPSILON = 1e-6  # the RMSNorm epsilon LlmKernels' benchmarks use
+LAYER_NORM_EPSILON = 1e-5  # the LayerNorm epsilon (torch.nn.LayerNorm's default)
 ELEM_TYPES = {"f32": 1, "f16": 10, "bf16": 16}  # TensorProto.DataType: FLOAT, FLOAT16, BFLOAT16
+INT64 = 7
 IR_VERSION = 8  # ONNX 1.10+: every ONNX Runtime since 1.10 reads it
 ONNX_OPSET = 17
 MS_OPSET = 1
@@ -116,10 +132,49 @@ def fused_add_rms_norm(elem_type):
     return model("fused_add_rms_norm", op, inputs, outputs)
 
 
+def layer_norm(elem_type):
+    inputs = [tensor_value_info("x", elem_type, ["rows", "hidden"]),
+              tensor_value_info("weight", elem_type, ["hidden"]),
+              tensor_value_info("bias", elem_type, ["hidden"])]
+    outputs = [tensor_value_info("y", elem_type, ["rows", "hidden"])]
+    op = node("LayerNormalization", "", ["x", "weight", "bias"], ["y"],
+              [attribute_int("axis", -1), attribute_float("epsilon", LAYER_NORM_EPSILON), attribute_int("stash_type", 1)])
+    return model("layer_norm", op, inputs, outputs)
+
+
+def fused_add_layer_norm(elem_type):
+    inputs = [tensor_value_info("x", elem_type, ["rows", "hidden"]),
+              tensor_value_info("residual", elem_type, ["rows", "hidden"]),
+              tensor_value_info("weight", elem_type, ["hidden"]),
+              tensor_value_info("bias", elem_type, ["hidden"])]
+    outputs = [tensor_value_info("y", elem_type, ["rows", "hidden"]),
+               tensor_value_info("residual_out", elem_type, ["rows", "hidden"])]
+    # Inputs: input, skip, gamma, beta (the optional fifth, a bias added before the skip, is absent).
+    op = node("SkipLayerNormalization", "com.microsoft", ["x", "residual", "weight", "bias"],
+              ["y", "", "", "residual_out"], [attribute_float("epsilon", LAYER_NORM_EPSILON)])
+    return model("fused_add_layer_norm", op, inputs, outputs)
+
+
+def rope_neox(elem_type):
+    inputs = [tensor_value_info("x", elem_type, ["batch", "tokens", "hidden"]),
+              tensor_value_info("position_ids", INT64, ["batch", "tokens"]),
+              tensor_value_info("cos_cache", elem_type, ["max_position", "half_rot"]),
+              tensor_value_info("sin_cache", elem_type, ["max_position", "half_rot"])]
+    outputs = [tensor_value_info("y", elem_type, ["batch", "tokens", "hidden"])]
+    op = node("RotaryEmbedding", "com.microsoft", ["x", "position_ids", "cos_cache", "sin_cache"], ["y"],
+              [attribute_int("interleaved", 0)])
+    return model("rope_neox", op, inputs, outputs)
+
+
+MODELS = (("rms_norm", rms_norm), ("fused_add_rms_norm", fused_add_rms_norm),
+          ("layer_norm", layer_norm), ("fused_add_layer_norm", fused_add_layer_norm),
+          ("rope_neox", rope_neox))
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     for dtype, elem_type in ELEM_TYPES.items():
-        for name, build in (("rms_norm", rms_norm), ("fused_add_rms_norm", fused_add_rms_norm)):
+        for name, build in MODELS:
             path = os.path.join(here, f"{name}_{dtype}.onnx")
             with open(path, "wb") as f:
                 f.write(build(elem_type))

@@ -1,0 +1,47 @@
+namespace LlmKernels.Peers;
+
+/// <summary>
+/// One LayerNorm measurement (<c>y = (v - mean(v)) / sqrt(var(v) + eps) * w + b</c>, biased
+/// variance as torch), plain (v = x) or with the pre-norm residual add (<c>residual += x;
+/// v = residual</c>, the sum rounded to the element type and stored). Weight and bias are in the
+/// element type of x.
+/// </summary>
+public sealed record LayerNormCase(bool Fused, BenchDtype Dtype, long Rows, long Hidden) : IBenchCase
+{
+    /// <summary>torch.nn.LayerNorm's default epsilon.</summary>
+    public const float Epsilon = 1e-5f;
+
+    public string Family => "layer_norm";
+
+    public string Kernel => Fused ? "fused_add_layer_norm" : "layer_norm";
+
+    public long Elements => Rows * Hidden;
+
+    public IReadOnlyList<long> Shape => [Rows, Hidden];
+
+    public string ShapeText => $"{Rows}x{Hidden}";
+
+    public IReadOnlyList<string> Peers => PeerNames.All;
+
+    /// <summary>ggml's CPU norm is f32-only: its bf16 comparison is its f32 run.</summary>
+    public BenchDtype DtypeFor(string peer) => peer == PeerNames.Ggml ? BenchDtype.F32 : Dtype;
+
+    /// <summary>
+    /// x read and y written (the fused form also reads and writes the residual); weight and bias
+    /// are read once, whatever the row count.
+    /// </summary>
+    public long BytesAt(BenchDtype dtype) => ((Fused ? 4 : 2) * Elements + 2 * Hidden) * dtype.Size();
+
+    public long BytesFor(string peer) => BytesAt(DtypeFor(peer));
+
+    public IBenchWorkload Prepare() => LayerNormInputs.Create(this);
+
+    /// <summary>One decode token (cache resident, latency) and the DRAM-resident batch of the bar.</summary>
+    public static IReadOnlyList<(long Rows, long Hidden)> StandardShapes { get; } = [(1, 4096), (4096, 8192)];
+
+    public static IEnumerable<LayerNormCase> Cases(bool quick) =>
+        from fused in new[] { false, true }
+        from dtype in new[] { BenchDtype.F32, BenchDtype.Bf16 }
+        from shape in StandardShapes.Reverse()
+        select new LayerNormCase(fused, dtype, shape.Rows, shape.Hidden);
+}
