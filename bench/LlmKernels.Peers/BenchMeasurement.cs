@@ -31,6 +31,11 @@ public static class BenchMeasurement
         {
             return Result(PeerStatus.Unavailable, null, null, e.Message);
         }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Setup itself refused (LlmKernels rejecting the RoPE cache's parameters, say): a failed row, not a crash.
+            return Result(PeerStatus.Failed, null, null, $"setup: {e.GetType().Name}: {e.Message.Split('\n')[0]}");
+        }
 
         using (implementation)
         {
@@ -45,7 +50,7 @@ public static class BenchMeasurement
             catch (EntryPointNotFoundException e)
             {
                 // A native library built before this family's kernels landed: say so, do not crash.
-                return Result(PeerStatus.Unavailable, null, null, $"entry point missing in this build: {e.Message.Split('\n')[0]}");
+                return Result(PeerStatus.Unavailable, null, null, PeerNames.MissingEntryPoint(e));
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {

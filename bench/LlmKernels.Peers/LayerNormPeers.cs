@@ -7,7 +7,7 @@ public static class LayerNormPeers
     public static INormPeer Create(string peer, LayerNormInputs inputs, int threads, CpuContext context)
     {
         var dtype = inputs.Case.DtypeFor(peer);
-        return (INormPeer)PeerNames.Create(peer, () => peer switch
+        return (INormPeer)PeerNames.Create(() => peer switch
         {
             PeerNames.LlmKernels => new LlmKernelsNormPeer(inputs, dtype, context),
             PeerNames.Ggml => new GgmlLayerNormPeer(PeerNames.GgmlFor(context), inputs, threads),

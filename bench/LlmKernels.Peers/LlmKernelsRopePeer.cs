@@ -30,7 +30,7 @@ public sealed unsafe class LlmKernelsRopePeer : IRopePeer
             RotDim = RopeCase.RotDim,
             Base = RopeCase.Base,
             Factor = 1,
-            Scaling = RopeScaling.None,
+            Scaling = Interop.RopeScaling.None,
         };
         try
         {
@@ -66,7 +66,7 @@ public sealed unsafe class LlmKernelsRopePeer : IRopePeer
             MaxPosition = RopeCase.MaxPosition,
             QStride = RopeCase.TokenStride,
             KStride = RopeCase.TokenStride,
-            Style = RopeStyle.RopeNeox,
+            Style = Interop.RopeStyle.RopeNeox,
             PositionType = IndexType.IndexI32,
             Dtype = LlmKernelsNative.Of(Dtype),
         };

@@ -34,7 +34,7 @@ public sealed unsafe class LlmKernelsSwiGluPeer : ISwiGluPeer
             Tokens = _buffers.Tokens,
             D = _buffers.D,
             Activation = Activation.Silu,
-            Layout = _buffers.Up is null ? GluLayout.GluGateFirst : GluLayout.GluSplit,
+            Layout = _buffers.Up is null ? Interop.GluLayout.GluGateFirst : Interop.GluLayout.GluSplit,
             Dtype = LlmKernelsNative.Of(Dtype),
         };
         using var lease = _context.Acquire();

@@ -19,20 +19,29 @@ public static class PeerNames
     public static bool IsSingleThreaded(string peer) => peer is TensorPrimitives or Naive;
 
     /// <summary>
-    /// Runs a peer's constructor; whatever a missing library, a refused model or an unsupported
-    /// type throws becomes a <see cref="PeerUnavailableException"/>: a reason in the table, not a crash.
+    /// Runs a peer's constructor; what a missing library or entry point, a missing or refused model
+    /// or an unsupported type throws becomes a <see cref="PeerUnavailableException"/>: a reason in
+    /// the table, not a crash. Anything else is a failure the measurement reports as such.
     /// </summary>
-    public static IBenchPeer Create(string peer, Func<IBenchPeer> create)
+    public static IBenchPeer Create(Func<IBenchPeer> create)
     {
         try
         {
             return create();
         }
-        catch (Exception e) when (e is not PeerUnavailableException and not ArgumentException and not OutOfMemoryException)
+        catch (EntryPointNotFoundException e)
+        {
+            throw new PeerUnavailableException(MissingEntryPoint(e), e);
+        }
+        catch (Exception e) when (e is DllNotFoundException or BadImageFormatException or FileNotFoundException or NotSupportedException
+            or TypeInitializationException or Microsoft.ML.OnnxRuntime.OnnxRuntimeException)
         {
             throw new PeerUnavailableException($"{e.GetType().Name}: {e.Message.Split('\n')[0]}", e);
         }
     }
+
+    /// <summary>The reason a LlmKernels row is unavailable when its native build lacks the family's kernel.</summary>
+    public static string MissingEntryPoint(EntryPointNotFoundException e) => $"entry point missing in this build: {e.Message.Split('\n')[0]}";
 
     /// <summary>The ggml library matching LlmKernels' ISA, or <see cref="PeerUnavailableException"/> with the reason.</summary>
     public static GgmlLibrary GgmlFor(CpuContext context) =>

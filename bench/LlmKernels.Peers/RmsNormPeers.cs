@@ -13,7 +13,7 @@ public static class RmsNormPeers
     public static INormPeer Create(string peer, RmsNormInputs inputs, BenchDtype dtype, int threads, CpuContext context)
     {
         dtype = DtypeFor(peer, dtype);
-        return (INormPeer)PeerNames.Create(peer, () => peer switch
+        return (INormPeer)PeerNames.Create(() => peer switch
         {
             PeerNames.LlmKernels => new LlmKernelsRmsNormPeer(inputs, dtype, context),
             PeerNames.Ggml => new GgmlRmsNormPeer(PeerNames.GgmlFor(context), inputs, threads),

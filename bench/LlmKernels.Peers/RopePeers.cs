@@ -7,7 +7,7 @@ public static class RopePeers
     public static IRopePeer Create(string peer, RopeInputs inputs, int threads, CpuContext context)
     {
         var dtype = inputs.Case.DtypeFor(peer);
-        return (IRopePeer)PeerNames.Create(peer, () => peer switch
+        return (IRopePeer)PeerNames.Create(() => peer switch
         {
             PeerNames.LlmKernels => new LlmKernelsRopePeer(inputs, dtype, context),
             PeerNames.Ggml => new GgmlRopePeer(PeerNames.GgmlFor(context), inputs, threads),

@@ -7,7 +7,7 @@ public static class SwiGluPeers
     public static ISwiGluPeer Create(string peer, SwiGluInputs inputs, int threads, CpuContext context)
     {
         var dtype = inputs.Case.DtypeFor(peer);
-        return (ISwiGluPeer)PeerNames.Create(peer, () => peer switch
+        return (ISwiGluPeer)PeerNames.Create(() => peer switch
         {
             PeerNames.LlmKernels => new LlmKernelsSwiGluPeer(inputs, dtype, context),
             PeerNames.Ggml => new GgmlSwiGluPeer(PeerNames.GgmlFor(context), inputs, threads),
