@@ -13,10 +13,19 @@
 #define LK_WEIGHT_SCAN_MIN_ROWS 16
 
 static bool all_finite(const void *values, int64_t n, lk_dtype dtype) {
+  /* On the bits (an all-ones exponent is an infinity or a NaN), without an early exit, so the loop
+   * vectorises: a per-element convert-and-isfinite took 30% of a [16, 8192] bf16 LayerNorm call. */
   if (!values) return true;
-  for (int64_t i = 0; i < n; i++)
-    if (!isfinite(lk_load_element(values, i, dtype))) return false;
-  return true;
+  unsigned bad = 0;
+  if (dtype == LK_DTYPE_F32) {
+    const uint32_t *bits = (const uint32_t *)values;
+    for (int64_t i = 0; i < n; i++) bad |= (bits[i] & 0x7f800000u) == 0x7f800000u;
+  } else {
+    const uint16_t *bits = (const uint16_t *)values;
+    const uint16_t exponent = dtype == LK_DTYPE_F16 ? 0x7c00u : 0x7f80u;
+    for (int64_t i = 0; i < n; i++) bad |= (bits[i] & exponent) == exponent;
+  }
+  return bad == 0;
 }
 
 static lk_status check_stride(int64_t *stride, int64_t hidden, const char *name) {
