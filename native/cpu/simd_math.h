@@ -3,7 +3,7 @@
  *
  * Maximum errors against float64 at the f32 input, measured by native/tests/test_vector_math.c
  * over every exponent (docs/activations.md has the table, the tails and how it is measured):
- *   exp 0.98 ulp, sigmoid 2.4, tanh 1.3, erf 1.2, SiLU 3.4 (AVX2) / 2.7 (AVX-512),
+ *   exp 0.91 ulp, sigmoid 2.4, tanh 1.34, erf 1.22, SiLU 3.5 (AVX2) / 2.6 (AVX-512),
  *   GELU 5.3 (erf, x >= -5.5), 9.2 (tanh, x >= -2).
  *
  * How (the Cephes / SLEEF scheme; the coefficients are our own minimax fits, Lawson's method in
