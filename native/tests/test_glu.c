@@ -50,11 +50,9 @@ static void run_case(const glu_case *c) {
     for (int64_t i = 0; i < c->d; i++) {
       float g = rng_uniform(&r, -12.0f, 12.0f), u = rng_uniform(&r, -2.0f, 2.0f);
       if (c->specials && i % 17 == 3) g = (i / 17) % 3 == 0 ? NAN : (i / 17) % 3 == 1 ? INFINITY : -INFINITY;
-      tensor_store(c->dtype, x.data, t * xs + gate_at + (split ? 0 : 0), g);
+      tensor_store(c->dtype, x.data, t * xs + gate_at + i, g);
       if (split) tensor_store(c->dtype, up.data, t * us + i, u);
       else tensor_store(c->dtype, x.data, t * xs + up_at + i, u);
-      if (!split) tensor_store(c->dtype, x.data, t * xs + gate_at + i, g);
-      else tensor_store(c->dtype, x.data, t * xs + i, g);
     }
   void *x_copy = malloc(x.bytes);
   memcpy(x_copy, x.data, x.bytes);
