@@ -65,6 +65,8 @@ public sealed record BenchOptions(bool Quick, string? JsonPath, int Threads, IRe
 
     public TimingPlan Timing => Quick ? TimingPlan.Quick : TimingPlan.Full;
 
+    public ColdPlan ColdTiming => Quick ? ColdPlan.Quick : ColdPlan.Full;
+
     /// <summary>Repetitions of each ceiling probe (roofline.c uses 7).</summary>
     public int CeilingRepetitions => Quick ? 3 : 7;
 
