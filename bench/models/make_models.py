@@ -21,6 +21,8 @@ regenerated with nothing but the Python standard library. Every dimension is sym
   fused_add_layer_norm_{f32,f16,bf16}.onnx
       SkipLayerNormalization (com.microsoft): residual_out = x + residual (its fourth output,
       input_skip_bias_sum), y = layer_norm(residual_out) * weight + bias.
+  rope_gptj_{f32,f16,bf16}.onnx
+      The same with GPT-J pairing (interleaved 1): pairs (x[2i], x[2i + 1]).
   post_layer_norm_{f32,f16,bf16}.onnx
       SkipLayerNormalization (com.microsoft) with only its first output: y = layer_norm(x + residual)
       * weight + bias, the residual read only: post-norm with alpha 1 (lk_norm's POST form).
@@ -170,21 +172,29 @@ def post_layer_norm(elem_type):
     return model("post_layer_norm", op, inputs, outputs)
 
 
+def rope_gptj(elem_type):
+    return rope(elem_type, "rope_gptj", 1)
+
+
 def rope_neox(elem_type):
+    return rope(elem_type, "rope_neox", 0)
+
+
+def rope(elem_type, name, interleaved):
     inputs = [tensor_value_info("x", elem_type, ["batch", "tokens", "hidden"]),
               tensor_value_info("position_ids", INT64, ["batch", "tokens"]),
               tensor_value_info("cos_cache", elem_type, ["max_position", "half_rot"]),
               tensor_value_info("sin_cache", elem_type, ["max_position", "half_rot"])]
     outputs = [tensor_value_info("y", elem_type, ["batch", "tokens", "hidden"])]
     op = node("RotaryEmbedding", "com.microsoft", ["x", "position_ids", "cos_cache", "sin_cache"], ["y"],
-              [attribute_int("interleaved", 0)])
-    return model("rope_neox", op, inputs, outputs)
+              [attribute_int("interleaved", interleaved)])
+    return model(name, op, inputs, outputs)
 
 
 MODELS = (("rms_norm", rms_norm), ("fused_add_rms_norm", fused_add_rms_norm),
           ("layer_norm", layer_norm), ("fused_add_layer_norm", fused_add_layer_norm),
           ("post_layer_norm", post_layer_norm),
-          ("rope_neox", rope_neox))
+          ("rope_neox", rope_neox), ("rope_gptj", rope_gptj))
 
 
 def main():
