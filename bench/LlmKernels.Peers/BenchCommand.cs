@@ -49,7 +49,7 @@ public static class BenchCommand
             var ceilings = Ceilings.Measure(options.Threads, Ceilings.BufferBytesFor(lastLevelCache), options.CeilingRepetitions);
             var cases = BenchFamilies.AllCases(options.Quick).Where(options.Includes).ToList();
             // Built only when a DRAM-class case runs: it holds twice the last-level cache.
-            using var flush = cases.Any(BenchMeasurement.IsCold) ? new CacheFlush(options.Threads, CacheFlush.BytesFor(lastLevelCache)) : null;
+            using var flush = !options.Warm && cases.Any(BenchMeasurement.IsCold) ? new CacheFlush(options.Threads, CacheFlush.BytesFor(lastLevelCache)) : null;
             var table = new BenchTable(output, ceilings);
             table.WriteCeilings(isa, flush);
             table.WriteHeader();
