@@ -15,10 +15,19 @@ public abstract class RopeSuite : OrtPeerSuite
     [Params(1, 4096)]
     public int Tokens { get; set; } = 1;
 
-    public override IBenchCase Case => new RopeCase(BenchDtypeExtensions.Parse(Dtype), Tokens);
+    /// <summary>GPT-J pairing rather than NeoX.</summary>
+    public virtual bool Gptj => false;
+
+    public override IBenchCase Case => new RopeCase(BenchDtypeExtensions.Parse(Dtype), Tokens, Gptj);
 }
 
 /// <summary>NeoX pairing (x[j] with x[j + 64]). Bytes: q and k read and written, plus positions and cache rows.</summary>
 public class RopeNeoxBenchmarks : RopeSuite
 {
+}
+
+/// <summary>GPT-J pairing (x[2j] with x[2j + 1]; ggml mode 0, ONNX Runtime interleaved 1). Bytes as NeoX.</summary>
+public class RopeGptjBenchmarks : RopeSuite
+{
+    public override bool Gptj => true;
 }

@@ -45,15 +45,19 @@ public static class BenchCommand
                 output.WriteLine($"  {name,-24} {version}");
             output.WriteLine();
 
-            var ceilings = Ceilings.Measure(options.Threads, Ceilings.BufferBytesFor(MachineInfo.LastLevelCacheBytes()), options.CeilingRepetitions);
+            long? lastLevelCache = MachineInfo.LastLevelCacheBytes();
+            var ceilings = Ceilings.Measure(options.Threads, Ceilings.BufferBytesFor(lastLevelCache), options.CeilingRepetitions);
+            var cases = BenchFamilies.AllCases(options.Quick).Where(options.Includes).ToList();
+            // Built only when a DRAM-class case runs: it holds twice the last-level cache.
+            using var flush = !options.Warm && cases.Any(BenchMeasurement.IsCold) ? new CacheFlush(options.Threads, CacheFlush.BytesFor(lastLevelCache)) : null;
             var table = new BenchTable(output, ceilings);
-            table.WriteCeilings(isa);
+            table.WriteCeilings(isa, flush);
             table.WriteHeader();
 
             var rows = new List<BenchRow>();
-            foreach (var @case in BenchFamilies.AllCases(options.Quick).Where(options.Includes))
+            foreach (var @case in cases)
             {
-                var row = BenchMeasurement.MeasureRow(@case, options.PeersFor(@case), context, options.Threads, options.Timing);
+                var row = BenchMeasurement.MeasureRow(@case, options.PeersFor(@case), context, options.Threads, options.Timing, flush, options.ColdTiming);
                 rows.Add(row);
                 table.WriteRow(row);
                 output.Flush();
@@ -74,7 +78,7 @@ public static class BenchCommand
 
             if (options.JsonPath is { } path)
             {
-                BenchJson.Write(path, new BenchRun(options, started, isa, versions, ceilings, overhead, rows, loadStart, loadEnd));
+                BenchJson.Write(path, new BenchRun(options, started, isa, versions, ceilings, overhead, rows, loadStart, loadEnd, flush?.Bytes, flush?.Threads));
                 output.WriteLine();
                 output.WriteLine($"wrote {path}");
             }

@@ -15,7 +15,7 @@ public static class BenchJson
         using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         json.WriteStartObject();
         json.WriteString("tool", "llmk bench");
-        json.WriteNumber("schema", 2);
+        json.WriteNumber("schema", 3);
         json.WriteString("utc", run.StartedUtc.ToString("O"));
         json.WriteBoolean("quick", run.Options.Quick);
 
@@ -42,6 +42,18 @@ public static class BenchJson
         WriteNullable(json, "copy_streaming_gbps", c.CopyStreamingGBps);
         json.WriteNumber("read_gbps", c.ReadGBps);
         WriteNullable(json, "fma_gflops", c.FmaGflops);
+        json.WriteEndObject();
+
+        json.WriteStartObject("cold");
+        json.WriteNumber("min_bytes", BenchMeasurement.ColdMinBytes);
+        if (run.FlushBytes is long flushBytes)
+            json.WriteNumber("flush_bytes", flushBytes);
+        else
+            json.WriteNull("flush_bytes");
+        if (run.FlushThreads is int flushThreads)
+            json.WriteNumber("flush_threads", flushThreads);
+        else
+            json.WriteNull("flush_threads");
         json.WriteEndObject();
 
         if (run.Overhead is { } o)
@@ -77,6 +89,7 @@ public static class BenchJson
         json.WriteString("dtype", c.Dtype.Name());
         WriteShape(json, c.Shape);
         json.WriteString("isa", run.Isa);
+        json.WriteString("timing", row.Timing);
         json.WriteNumber("threads", row.Ours.Threads);
         WriteNullable(json, "seconds", row.Ours.Seconds);
         json.WriteNumber("bytes", row.Ours.Bytes);

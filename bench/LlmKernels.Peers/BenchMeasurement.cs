@@ -7,15 +7,33 @@ namespace LlmKernels.Peers;
 /// </summary>
 public static class BenchMeasurement
 {
-    public static BenchRow MeasureRow(IBenchCase @case, IEnumerable<string> peers, CpuContext context, int threads, TimingPlan plan)
+    /// <summary>
+    /// A case whose LlmKernels call moves at least this much is DRAM-class and timed cold (every
+    /// implementation alike): the smallest such shape here moves 80 MiB (RoPE bf16 [4096, 40, 128]),
+    /// the largest cache-resident one 32 MiB (fused RMSNorm f32 [512, 4096]).
+    /// </summary>
+    public const long ColdMinBytes = 64L << 20;
+
+    /// <summary>Whether <paramref name="case"/> is timed cold: decided per case, so every implementation of it is timed the same way.</summary>
+    public static bool IsCold(IBenchCase @case) => @case.BytesFor(PeerNames.LlmKernels) >= ColdMinBytes;
+
+    /// <summary>
+    /// Measures LlmKernels and every peer on <paramref name="case"/>. With a <paramref name="flush"/>,
+    /// a DRAM-class case (<see cref="IsCold"/>) is timed one call per sample from cold caches
+    /// (<see cref="BestTime.MeasureCold"/>); every other case, and every case without a flush, warm.
+    /// </summary>
+    public static BenchRow MeasureRow(IBenchCase @case, IEnumerable<string> peers, CpuContext context, int threads, TimingPlan plan,
+                                      CacheFlush? flush = null, ColdPlan coldPlan = default)
     {
         using var workload = @case.Prepare();
-        var ours = Measure(PeerNames.LlmKernels, workload, context.ThreadCount, context, plan);
-        var results = peers.Select(peer => Measure(peer, workload, threads, context, plan)).ToList();
-        return new BenchRow(@case, ours, results);
+        CacheFlush? caseFlush = IsCold(@case) ? flush : null;
+        var ours = Measure(PeerNames.LlmKernels, workload, context.ThreadCount, context, plan, caseFlush, coldPlan);
+        var results = peers.Select(peer => Measure(peer, workload, threads, context, plan, caseFlush, coldPlan)).ToList();
+        return new BenchRow(@case, ours, results, caseFlush is not null);
     }
 
-    public static PeerResult Measure(string peer, IBenchWorkload workload, int threads, CpuContext context, TimingPlan plan)
+    public static PeerResult Measure(string peer, IBenchWorkload workload, int threads, CpuContext context, TimingPlan plan,
+                                     CacheFlush? flush = null, ColdPlan coldPlan = default)
     {
         var @case = workload.Case;
         int peerThreads = PeerNames.IsSingleThreaded(peer) ? 1 : threads;
@@ -44,7 +62,9 @@ public static class BenchMeasurement
                 var check = workload.Check(implementation);
                 if (!check.Ok)
                     return Result(PeerStatus.Mismatch, null, check.MaxError, check.Detail);
-                double seconds = BestTime.Measure(implementation, plan);
+                double seconds = flush is null
+                    ? BestTime.Measure(implementation, plan)
+                    : BestTime.MeasureCold(implementation, coldPlan, flush);
                 return Result(PeerStatus.Ok, seconds, check.MaxError, "");
             }
             catch (EntryPointNotFoundException e)

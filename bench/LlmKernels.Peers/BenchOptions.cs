@@ -1,15 +1,15 @@
 namespace LlmKernels.Peers;
 
-/// <summary>`llmk bench [--quick] [--json FILE] [--threads N] [--filter FAMILY[,FAMILY...]]`.</summary>
-public sealed record BenchOptions(bool Quick, string? JsonPath, int Threads, IReadOnlyList<string> Filter)
+/// <summary>`llmk bench [--quick] [--warm] [--json FILE] [--threads N] [--filter FAMILY[,FAMILY...]]`.</summary>
+public sealed record BenchOptions(bool Quick, string? JsonPath, int Threads, IReadOnlyList<string> Filter, bool Warm = false)
 {
     public static string Usage =>
-        $"usage: llmk bench [--quick] [--json FILE] [--threads N] [--filter FAMILY[,FAMILY...]]  (families: {string.Join(", ", BenchFamilies.Names)}; a kernel name such as swiglu_split also works)";
+        $"usage: llmk bench [--quick] [--warm] [--json FILE] [--threads N] [--filter FAMILY[,FAMILY...]]  (families: {string.Join(", ", BenchFamilies.Names)}; a kernel name such as swiglu_split also works)";
 
     /// <summary>Parses the arguments after "bench"; null with <paramref name="error"/> set when they are wrong.</summary>
     public static BenchOptions? Parse(IReadOnlyList<string> args, out string error)
     {
-        bool quick = false;
+        bool quick = false, warm = false;
         string? json = null;
         int threads = Environment.ProcessorCount;
         var filter = new List<string>();
@@ -20,6 +20,9 @@ public sealed record BenchOptions(bool Quick, string? JsonPath, int Threads, IRe
             {
                 case "--quick":
                     quick = true;
+                    break;
+                case "--warm":
+                    warm = true; // every case timed warm, as before cold timing (A/B against it)
                     break;
                 case "--json" when i + 1 < args.Count:
                     json = args[++i];
@@ -47,7 +50,7 @@ public sealed record BenchOptions(bool Quick, string? JsonPath, int Threads, IRe
                     return null;
             }
         }
-        return new BenchOptions(quick, json, threads, filter);
+        return new BenchOptions(quick, json, threads, filter, warm);
     }
 
     /// <summary>Whether this run measures <paramref name="case"/>: no filter, or a filter naming its family or kernel.</summary>
@@ -64,6 +67,8 @@ public sealed record BenchOptions(bool Quick, string? JsonPath, int Threads, IRe
         @case.Peers.Where(peer => !(Quick && peer == PeerNames.Naive && @case.BytesFor(PeerNames.LlmKernels) >= QuickNaiveMaxBytes));
 
     public TimingPlan Timing => Quick ? TimingPlan.Quick : TimingPlan.Full;
+
+    public ColdPlan ColdTiming => Quick ? ColdPlan.Quick : ColdPlan.Full;
 
     /// <summary>Repetitions of each ceiling probe (roofline.c uses 7).</summary>
     public int CeilingRepetitions => Quick ? 3 : 7;

@@ -10,4 +10,6 @@ public sealed record BenchRun(
     CallOverheadResult? Overhead,
     IReadOnlyList<BenchRow> Rows,
     double? LoadAverageStart,
-    double? LoadAverageEnd);
+    double? LoadAverageEnd,
+    long? FlushBytes = null,
+    int? FlushThreads = null);

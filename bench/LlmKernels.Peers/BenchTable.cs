@@ -7,7 +7,7 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
 {
     private static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
 
-    public void WriteCeilings(string isa)
+    public void WriteCeilings(string isa, CacheFlush? flush = null)
     {
         var c = ceilings;
         output.WriteLine(string.Create(Invariant, $"ceilings ({c.Threads} threads, same process, best of several; buffers {c.BufferBytes >> 20} MiB each):"));
@@ -16,13 +16,17 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
         if (c.FmaGflops is double fma)
             output.WriteLine(string.Create(Invariant, $"  fma      {fma,7:F1} GFLOP/s (AVX2, 10 chains per thread)"));
         output.WriteLine(string.Create(Invariant, $"LlmKernels isa {isa}; GB/s = minimal read + write traffic / best time; ratios = peer time / LlmKernels time (>1: LlmKernels faster)"));
+        output.WriteLine(string.Create(Invariant, $"timing: cold = cases moving >= {BenchMeasurement.ColdMinBytes >> 20} MiB, every implementation timed one call per sample after evicting the caches"));
+        output.WriteLine(flush is null
+            ? "        (no such case in this run); warm = repeated calls, data cache resident between them"
+            : string.Create(Invariant, $"        (reading {flush.Bytes >> 20} MiB on {flush.Threads} thread{(flush.Threads == 1 ? "" : "s")}, {flush.Seconds * 1e3:F0} ms, untimed); warm = repeated calls, data cache resident between them"));
         output.WriteLine();
     }
 
     public void WriteHeader()
     {
-        output.WriteLine(string.Create(Invariant, $"{"kernel",-20} {"dtype",-5} {"shape",-15} {"us/call",10} {"GB/s",7} {"of copy",7}  {"ggml",-11} {"onnxruntime",-11} {"tensorprim",-11} {"naive",-11}"));
-        output.WriteLine(new string('-', 117));
+        output.WriteLine(string.Create(Invariant, $"{"kernel",-20} {"dtype",-5} {"shape",-15} {"timing",-6} {"us/call",10} {"GB/s",7} {"of copy",7}  {"ggml",-11} {"onnxruntime",-11} {"tensorprim",-11} {"naive",-11}"));
+        output.WriteLine(new string('-', 124));
     }
 
     public void WriteRow(BenchRow row)
@@ -32,7 +36,7 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
         string time = ours.Seconds is double s ? (s * 1e6).ToString("F2", Invariant) : ours.StatusText;
         string gbps = ours.GBps is double g ? g.ToString("F1", Invariant) : "-";
         string fraction = ours.GBps is double f ? (f / ceilings.CopyGBps).ToString("P0", Invariant).Replace(" ", "", StringComparison.Ordinal) : "-";
-        output.Write(string.Create(Invariant, $"{c.Kernel,-20} {c.Dtype.Name(),-5} {c.ShapeText,-15} {time,10} {gbps,7} {fraction,7} "));
+        output.Write(string.Create(Invariant, $"{c.Kernel,-20} {c.Dtype.Name(),-5} {c.ShapeText,-15} {row.Timing,-6} {time,10} {gbps,7} {fraction,7} "));
         foreach (var name in PeerNames.All)
             output.Write(string.Create(Invariant, $" {Cell(row, name),-11}"));
         output.WriteLine();
@@ -63,6 +67,8 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
         output.WriteLine("n/a: peer unavailable here; MISMATCH: its result disagreed with the float64 reference and was not timed;");
         output.WriteLine("-: no such peer for the family (ONNX Runtime has no SwiGLU op on the CPU), or naive skipped by --quick on");
         output.WriteLine("a DRAM-resident shape; a peer's GB/s instead of a ratio: LlmKernels has no time for that row.");
+        output.WriteLine("timing cold: one call per sample from evicted caches, the same for every implementation (\"of copy\" compares");
+        output.WriteLine("with DRAM); warm: repeated calls on cache-resident data (\"of copy\" above 100% is cache bandwidth).");
         output.WriteLine();
         output.WriteLine(string.Create(Invariant, $"{"peer GB/s",-47} {"llmkernels",11} {"ggml",11} {"onnxruntime",11} {"tensorprim",11} {"naive",11}"));
         foreach (var row in rows)

@@ -20,6 +20,19 @@ public readonly record struct TimingPlan(double SampleSeconds, double BudgetSeco
 }
 
 /// <summary>
+/// How long to measure a cold (DRAM-class) case: <see cref="WarmUp"/> untimed warm-up calls, then
+/// samples of ONE call each, every one preceded by an untimed <see cref="CacheFlush"/>, until the budget (flushes
+/// included) is spent and at least <see cref="MinSamples"/> were taken.
+/// </summary>
+public readonly record struct ColdPlan(double BudgetSeconds, int MinSamples, int MaxSamples, int WarmUp)
+{
+    public static ColdPlan Full { get; } = new(1.0, 5, 20, 1);
+
+    /// <summary>For `llmk bench --quick`: two cold samples, no warm-up (the check's run already paid for page faults and woke the pools).</summary>
+    public static ColdPlan Quick { get; } = new(0, 2, 2, 0);
+}
+
+/// <summary>
 /// The best (minimum) time per operation over several samples, after warm-up. The minimum is the
 /// estimate least disturbed by the noise a shared machine adds; short operations are repeated
 /// inside a sample so that the clock's resolution and the loop are negligible.
@@ -60,6 +73,30 @@ public static class BestTime
             for (int i = 0; i < inner; i++)
                 operation.Run();
             best = Math.Min(best, Seconds(t0) / inner);
+        }
+        return best;
+    }
+
+    /// <summary>
+    /// The best time of one call from cold caches: each sample evicts the caches with
+    /// <paramref name="flush"/> (untimed), then times a single call. In-place kernels keep updating
+    /// their data between samples, which changes the values, not the traffic.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static double MeasureCold<T>(T operation, ColdPlan plan, CacheFlush flush) where T : ITimedOperation
+    {
+        for (int i = 0; i < plan.WarmUp; i++)
+            operation.Run(); // wakes thread pools, faults in anything the check's run did not touch
+        double best = double.MaxValue;
+        long start = Stopwatch.GetTimestamp();
+        for (int sample = 0; sample < plan.MaxSamples; sample++)
+        {
+            if (sample >= plan.MinSamples && Seconds(start) > plan.BudgetSeconds)
+                break;
+            flush.Run();
+            long t0 = Stopwatch.GetTimestamp();
+            operation.Run();
+            best = Math.Min(best, Seconds(t0));
         }
         return best;
     }

@@ -4,7 +4,8 @@ namespace LlmKernels.Peers;
 /// LayerNorm as llama.cpp builds it on the CPU (llm_graph_context::build_norm with LLM_FFN_NORM):
 /// <c>ggml_add(ggml_mul(ggml_norm(x), w), b)</c>, three ops; the fused form adds the residual with
 /// <c>ggml_add</c> first (four passes: ggml has no fused add-norm op on the CPU). f32 only: ggml's
-/// CPU norm accepts nothing else.
+/// CPU norm accepts nothing else. Post-norm with alpha 1 is the fused graph without reading the sum
+/// back (ggml_scale of the residual would be one more pass for alpha != 1).
 /// </summary>
 public sealed unsafe class GgmlLayerNormPeer : INormPeer
 {
@@ -17,20 +18,23 @@ public sealed unsafe class GgmlLayerNormPeer : INormPeer
         Threads = threads;
         var @case = inputs.Case;
         long n = @case.Elements, hidden = @case.Hidden;
-        _graph = new GgmlGraph(ggml, ((@case.Fused ? 6 : 4) * n + 2 * hidden) * sizeof(float), @case.Fused ? 8 : 6);
+        bool add = @case.Fused || @case.Post;
+        _graph = new GgmlGraph(ggml, ((add ? 6 : 4) * n + 2 * hidden) * sizeof(float), add ? 8 : 6);
         nint context = _graph.Context;
 
         nint x = _graph.NewF32(hidden, @case.Rows);
         nint w = _graph.NewF32(hidden);
         nint b = _graph.NewF32(hidden);
         nint normalised = x;
-        if (@case.Fused)
+        if (add)
         {
             nint residual = _graph.NewF32(hidden, @case.Rows);
             _graph.Upload(inputs.Residual!.As<float>(), residual, n);
             // Not ggml_add_inplace: keeping the residual input unchanged makes every call identical.
             _sum = ggml.Add(context, x, residual);
             normalised = _sum;
+            if (@case.Post)
+                _sum = 0; // read only: no residual output to check
         }
         _output = ggml.Add(context, ggml.Mul(context, ggml.Norm(context, normalised, LayerNormCase.Epsilon), w), b);
         _graph.Upload(inputs.X.As<float>(), x, n);

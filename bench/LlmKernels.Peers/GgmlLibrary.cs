@@ -25,6 +25,9 @@ public sealed unsafe class GgmlLibrary
     /// <summary>ggml_rope_ext's mode for NeoX pairing (GGML_ROPE_TYPE_NEOX): element i with i + n_dims/2.</summary>
     public const int RopeModeNeox = 2;
 
+    /// <summary>GGML_ROPE_TYPE_NORMAL: pairs (2i, 2i + 1), GPT-J's.</summary>
+    public const int RopeModeNormal = 0;
+
     private static readonly object s_gate = new();
     private static (GgmlLibrary? Library, string Reason)? s_loaded;
 

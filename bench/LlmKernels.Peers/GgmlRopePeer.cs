@@ -9,7 +9,7 @@ namespace LlmKernels.Peers;
 /// (Qcur, Kcur): every ggml thread computes the sin/cos of every token in each rope node, so a
 /// second node costs ggml another full pass of sin/cos; one node is ggml's best on this layout.
 /// ggml computes the angles from the positions in f32 and reads no cache. f32: ggml's CPU rope
-/// takes f32 and f16, not bf16.
+/// takes f32 and f16, not bf16. GPT-J pairing is ggml's "normal" mode 0.
 /// </summary>
 public sealed unsafe class GgmlRopePeer : IRopePeer
 {
@@ -30,7 +30,8 @@ public sealed unsafe class GgmlRopePeer : IRopePeer
 
         const long head = RopeCase.HeadDim * sizeof(float), row = RopeCase.TokenStride * sizeof(float);
         nint qk = ggml.View3d(context, _qkv, RopeCase.HeadDim, RopeCase.QHeads + RopeCase.KvHeads, tokens, (nuint)head, (nuint)row, 0);
-        _graph.Build(threads, ggml.RopeExtInplace(context, qk, positions, 0, (int)RopeCase.RotDim, GgmlLibrary.RopeModeNeox,
+        _graph.Build(threads, ggml.RopeExtInplace(context, qk, positions, 0, (int)RopeCase.RotDim,
+            inputs.Case.Gptj ? GgmlLibrary.RopeModeNormal : GgmlLibrary.RopeModeNeox,
             0, (float)RopeCase.Base, 1f, 0f, 1f, 32f, 1f));
         Reset();
     }

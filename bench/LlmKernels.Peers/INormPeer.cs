@@ -22,6 +22,9 @@ public interface INormInputs
     /// <summary>The pre-norm residual form: residual += x; y = norm(residual).</summary>
     bool Fused { get; }
 
+    /// <summary>Post-norm with alpha 1: y = norm(round(x + residual)), the residual read only.</summary>
+    bool Post { get; }
+
     long Rows { get; }
     long Hidden { get; }
     float Epsilon { get; }
@@ -31,6 +34,6 @@ public interface INormInputs
     /// <summary>LayerNorm's bias; null for RMSNorm.</summary>
     NativeBuffer? Bias { get; }
 
-    /// <summary>The residual before the call; null for the unfused form.</summary>
+    /// <summary>The residual before the call; null unless <see cref="Fused"/> or <see cref="Post"/>.</summary>
     NativeBuffer? Residual { get; }
 }

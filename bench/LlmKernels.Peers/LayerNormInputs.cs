@@ -14,7 +14,7 @@ public sealed unsafe class LayerNormInputs : IBenchWorkload, INormInputs
         X = TestData.Create(@case.Elements, -1f, 4f, ref state);
         Weight = TestData.Create(@case.Hidden, 0.5f, 1f, ref state);
         Bias = TestData.Create(@case.Hidden, -0.5f, 1f, ref state);
-        Residual = @case.Fused ? TestData.Create(@case.Elements, -2f, 4f, ref state) : null;
+        Residual = @case.Fused || @case.Post ? TestData.Create(@case.Elements, -2f, 4f, ref state) : null;
     }
 
     public static LayerNormInputs Create(LayerNormCase @case, ulong seed = TestData.DefaultSeed) => new(@case, seed);
@@ -23,6 +23,7 @@ public sealed unsafe class LayerNormInputs : IBenchWorkload, INormInputs
     IBenchCase IBenchWorkload.Case => Case;
     public bool Layer => true;
     public bool Fused => Case.Fused;
+    public bool Post => Case.Post;
     public long Rows => Case.Rows;
     public long Hidden => Case.Hidden;
     public float Epsilon => LayerNormCase.Epsilon;

@@ -25,7 +25,7 @@ public sealed unsafe class LlmKernelsNormPeer : INormPeer
     public BenchDtype Dtype => _buffers.Dtype;
     public int Threads => _context.ThreadCount;
     public void* Y => _buffers.Y.Pointer;
-    public void* ResidualOut => _buffers.Residual is { } r ? r.Pointer : null;
+    public void* ResidualOut => !_buffers.Post && _buffers.Residual is { } r ? r.Pointer : null;
 
     public void Run()
     {
@@ -40,7 +40,8 @@ public sealed unsafe class LlmKernelsNormPeer : INormPeer
             Hidden = _buffers.Hidden,
             Eps = _layer ? LayerNormCase.Epsilon : RmsNormCase.Epsilon,
             Kind = _layer ? NormKind.NormLayer : NormKind.NormRms,
-            ResidualMode = _buffers.Residual is null ? NormResidual.None : NormResidual.Pre,
+            ResidualMode = _buffers.Residual is null ? NormResidual.None : _buffers.Post ? NormResidual.Post : NormResidual.Pre,
+            Alpha = 1f,
             Dtype = LlmKernelsNative.Of(Dtype),
             WeightDtype = LlmKernelsNative.Of(Dtype),
         };

@@ -15,10 +15,12 @@ public sealed unsafe class LlmKernelsRopePeer : IRopePeer
     private readonly NativeBuffer _cache;
     private readonly NativeBuffer _positions;
     private readonly CpuContext _context;
+    private readonly bool _gptj;
 
     public LlmKernelsRopePeer(RopeInputs inputs, BenchDtype dtype, CpuContext context)
     {
         _context = context;
+        _gptj = inputs.Case.Gptj;
         _buffers = new RopeBuffers(inputs, dtype);
         _positions = new NativeBuffer(inputs.Positions.Bytes);
         Buffer.MemoryCopy(inputs.Positions.Pointer, _positions.Pointer, _positions.Bytes, _positions.Bytes);
@@ -66,7 +68,7 @@ public sealed unsafe class LlmKernelsRopePeer : IRopePeer
             MaxPosition = RopeCase.MaxPosition,
             QStride = RopeCase.TokenStride,
             KStride = RopeCase.TokenStride,
-            Style = Interop.RopeStyle.RopeNeox,
+            Style = _gptj ? Interop.RopeStyle.RopeGptj : Interop.RopeStyle.RopeNeox,
             PositionType = IndexType.IndexI32,
             Dtype = LlmKernelsNative.Of(Dtype),
         };

@@ -28,7 +28,7 @@ public sealed unsafe class NaiveLayerNormPeer<T, TCodec> : INormPeer
     public BenchDtype Dtype => TCodec.Dtype;
     public int Threads => 1;
     public void* Y => _buffers.Y.Pointer;
-    public void* ResidualOut => _buffers.Residual is { } r ? r.Pointer : null;
+    public void* ResidualOut => !_buffers.Post && _buffers.Residual is { } r ? r.Pointer : null;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run()
@@ -37,11 +37,13 @@ public sealed unsafe class NaiveLayerNormPeer<T, TCodec> : INormPeer
         T* x = _buffers.X.As<T>(), w = _buffers.Weight.As<T>(), b = _buffers.Bias!.As<T>(), y = _buffers.Y.As<T>();
         T* residual = _buffers.Residual is { } r ? r.As<T>() : null;
 
+        // Pre-norm: the add in its own pass into the residual; post-norm: into y, normalised there.
+        T* added = _buffers.Post ? y : residual;
         if (residual != null)
             for (long i = 0; i < rows * hidden; i++)
-                residual[i] = TCodec.Encode(TCodec.Decode(residual[i]) + TCodec.Decode(x[i]));
+                added[i] = TCodec.Encode(TCodec.Decode(residual[i]) + TCodec.Decode(x[i]));
 
-        T* source = residual != null ? residual : x;
+        T* source = residual != null ? added : x;
         for (long row = 0; row < rows; row++)
         {
             T* s = source + row * hidden, d = y + row * hidden;

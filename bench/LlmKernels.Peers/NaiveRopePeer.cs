@@ -40,6 +40,7 @@ public sealed unsafe class NaiveRopePeer<T, TCodec> : IRopePeer
     {
         const long half = RopeCase.RotDim / 2;
         int* positions = _inputs.Positions.As<int>();
+        bool gptj = _inputs.Case.Gptj;
         for (long t = 0; t < _buffers.Tokens; t++)
         {
             float* row = _inputs.Cache.As<float>() + positions[t] * RopeCase.RotDim;
@@ -48,10 +49,11 @@ public sealed unsafe class NaiveRopePeer<T, TCodec> : IRopePeer
                 T* x = _buffers.Qkv.As<T>() + t * RopeCase.TokenStride + h * RopeCase.HeadDim;
                 for (long j = 0; j < half; j++)
                 {
-                    float a = TCodec.Decode(x[j]), b = TCodec.Decode(x[j + half]);
+                    long first = gptj ? 2 * j : j, second = gptj ? 2 * j + 1 : j + half;
+                    float a = TCodec.Decode(x[first]), b = TCodec.Decode(x[second]);
                     float cos = row[j], sin = row[half + j];
-                    x[j] = TCodec.Encode(a * cos - b * sin);
-                    x[j + half] = TCodec.Encode(b * cos + a * sin);
+                    x[first] = TCodec.Encode(a * cos - b * sin);
+                    x[second] = TCodec.Encode(b * cos + a * sin);
                 }
             }
         }

@@ -24,7 +24,7 @@ public static unsafe class NormCheck
         BenchDtype dtype = peer.Dtype;
         float* x = inputs.X.As<float>(), w = inputs.Weight.As<float>();
         float* b = inputs.Bias is { } bias ? bias.As<float>() : null;
-        float* residual = inputs.Fused ? inputs.Residual!.As<float>() : null;
+        float* residual = inputs.Fused || inputs.Post ? inputs.Residual!.As<float>() : null;
         var v = new double[hidden];
         var errors = new ErrorTracker(ErrorTracker.Tolerance(dtype));
 
@@ -37,7 +37,7 @@ public static unsafe class NormCheck
                 // The fused sum is rounded to the element type once, as the ABI specifies.
                 v[j] = residual == null ? x[i] : Elements.Round(x[i] + residual[i], dtype);
                 sum += v[j];
-                if (residual != null)
+                if (inputs.Fused)
                     errors.Track(Elements.Load(peer.ResidualOut, i, dtype), v[j], $"residual[{r}, {j}]");
             }
             double mean = inputs.Layer ? sum / hidden : 0;

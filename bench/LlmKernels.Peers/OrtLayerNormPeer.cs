@@ -3,7 +3,8 @@ namespace LlmKernels.Peers;
 /// <summary>
 /// LayerNorm as ONNX Runtime's CPU execution provider computes it: a one-node model of the ONNX
 /// operator <c>LayerNormalization</c> (opset 17), or <c>SkipLayerNormalization</c> (com.microsoft)
-/// for the pre-norm residual add, made by bench/models/make_models.py. Whether an element type runs
+/// for the pre-norm residual add and, without its sum output, for post-norm with alpha 1, made by
+/// bench/models/make_models.py. Whether an element type runs
 /// is ONNX Runtime's to say: a type without a CPU kernel makes the session refuse the model, and the
 /// peer reports itself unavailable with that reason.
 /// </summary>
@@ -23,7 +24,7 @@ public sealed unsafe class OrtLayerNormPeer : INormPeer
         long[] rowsShape = [@case.Rows, @case.Hidden];
         var type = OrtModel.ElementType(dtype);
         _model.BindInput("x", inputs.X.As<float>(), @case.Elements, dtype, rowsShape);
-        if (@case.Fused)
+        if (@case.Fused || @case.Post)
             _model.BindInput("residual", inputs.Residual!.As<float>(), @case.Elements, dtype, rowsShape);
         _model.BindInput("weight", inputs.Weight.As<float>(), @case.Hidden, dtype, [@case.Hidden]);
         _model.BindInput("bias", inputs.Bias!.As<float>(), @case.Hidden, dtype, [@case.Hidden]);

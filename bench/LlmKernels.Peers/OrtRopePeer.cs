@@ -22,7 +22,7 @@ public sealed unsafe class OrtRopePeer : IRopePeer
         Threads = threads;
         long tokens = inputs.Case.Tokens;
         const long half = RopeCase.RotDim / 2;
-        _model = new OrtModel($"rope_neox_{dtype.Name()}.onnx", threads);
+        _model = new OrtModel($"{inputs.Case.Kernel}_{dtype.Name()}.onnx", threads); // rope_gptj: interleaved 1
         var type = OrtModel.ElementType(dtype);
         int size = dtype.Size();
 

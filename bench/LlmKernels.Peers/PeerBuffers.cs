@@ -3,7 +3,8 @@ namespace LlmKernels.Peers;
 /// <summary>
 /// The tensors of an in-place norm peer (LlmKernels, naive C#, TensorPrimitives) in the element
 /// type it runs: x, weight (and LayerNorm's bias) and y, and for the fused form the residual it
-/// updates plus a pristine copy that <see cref="Reset"/> restores.
+/// updates plus a pristine copy that <see cref="Reset"/> restores (post-norm reads the residual:
+/// the copy is restored all the same, unchanged).
 /// </summary>
 public sealed unsafe class PeerBuffers : IDisposable
 {
@@ -18,7 +19,8 @@ public sealed unsafe class PeerBuffers : IDisposable
         Bias = inputs.Bias is { } bias ? Elements.ToBuffer(bias.As<float>(), Hidden, dtype) : null;
         Y = new NativeBuffer(elements * dtype.Size());
         Y.Touch();
-        if (inputs.Fused)
+        Post = inputs.Post;
+        if (inputs.Fused || inputs.Post)
         {
             ResidualInitial = Elements.ToBuffer(inputs.Residual!.As<float>(), elements, dtype);
             Residual = new NativeBuffer(ResidualInitial.Bytes);
@@ -29,6 +31,9 @@ public sealed unsafe class PeerBuffers : IDisposable
     public long Rows { get; }
     public long Hidden { get; }
     public BenchDtype Dtype { get; }
+
+    /// <summary>Post-norm: <see cref="Residual"/> is an input only.</summary>
+    public bool Post { get; }
     public NativeBuffer X { get; }
     public NativeBuffer Weight { get; }
     public NativeBuffer? Bias { get; }

@@ -29,9 +29,16 @@ public sealed record PeerResult(
     public string StatusText => Status.ToString().ToLowerInvariant();
 }
 
-/// <summary>The measurement of one case: LlmKernels and every peer, in the same run and thread count.</summary>
-public sealed record BenchRow(IBenchCase Case, PeerResult Ours, IReadOnlyList<PeerResult> Peers)
+/// <summary>
+/// The measurement of one case: LlmKernels and every peer, in the same run and thread count.
+/// <paramref name="Cold"/>: every implementation was timed one call per sample after evicting the
+/// caches (a DRAM-class case); otherwise warm, repeated calls.
+/// </summary>
+public sealed record BenchRow(IBenchCase Case, PeerResult Ours, IReadOnlyList<PeerResult> Peers, bool Cold = false)
 {
+    /// <summary>"cold" or "warm", as in the table and the JSON's <c>timing</c>.</summary>
+    public string Timing => Cold ? "cold" : "warm";
+
     /// <summary>Peer time / our time: above 1 means LlmKernels is faster. Null unless both were timed.</summary>
     public static double? Ratio(PeerResult ours, PeerResult peer) =>
         ours.Seconds is double o && peer.Seconds is double p ? p / o : null;

@@ -18,6 +18,7 @@ public sealed unsafe class RmsNormInputs : IBenchWorkload, INormInputs
     IBenchCase IBenchWorkload.Case => Case;
     public bool Layer => false;
     public bool Fused => Case.Fused;
+    public bool Post => false;
     public long Rows => Case.Rows;
     public long Hidden => Case.Hidden;
     public float Epsilon => RmsNormCase.Epsilon;

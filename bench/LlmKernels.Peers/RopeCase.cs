@@ -5,8 +5,9 @@ namespace LlmKernels.Peers;
 /// a fused qkv buffer, Llama 3 8B's geometry: 32 q heads, 8 kv heads, head_dim 128 rotated in full,
 /// rope_theta 500000; tokens [tokens, (32 + 2*8) * 128] apart, v left untouched. A prefill of 4096
 /// tokens at positions 0..4095, or one decode token at the cache's last position (4095).
+/// <paramref name="Gptj"/>: GPT-J pairing (x[2j], x[2j + 1]) instead, same angles.
 /// </summary>
-public sealed record RopeCase(BenchDtype Dtype, long Tokens) : IBenchCase
+public sealed record RopeCase(BenchDtype Dtype, long Tokens, bool Gptj = false) : IBenchCase
 {
     public const long QHeads = 32;
     public const long KvHeads = 8;
@@ -23,7 +24,13 @@ public sealed record RopeCase(BenchDtype Dtype, long Tokens) : IBenchCase
 
     public string Family => "rope";
 
-    public string Kernel => "rope_neox";
+    public string Kernel => Gptj ? "rope_gptj" : "rope_neox";
+
+    /// <summary>The index in a head of pair <paramref name="j"/>'s first element: j (NeoX) or 2j (GPT-J).</summary>
+    public long First(long j) => Gptj ? 2 * j : j;
+
+    /// <summary>The index in a head of pair <paramref name="j"/>'s second element: j + rot_dim/2 (NeoX) or 2j + 1 (GPT-J).</summary>
+    public long Second(long j) => Gptj ? 2 * j + 1 : j + RotDim / 2;
 
     public IReadOnlyList<long> Shape => [Tokens, QHeads, KvHeads, HeadDim];
 
@@ -62,8 +69,11 @@ public sealed record RopeCase(BenchDtype Dtype, long Tokens) : IBenchCase
     /// <summary>One decode token (latency) and the DRAM-resident prefill of the bar.</summary>
     public static IReadOnlyList<long> StandardTokens { get; } = [1, 4096];
 
+    /// <summary>NeoX on both standard shapes; GPT-J on the DRAM-resident prefill.</summary>
     public static IEnumerable<RopeCase> Cases(bool quick) =>
-        from dtype in new[] { BenchDtype.F32, BenchDtype.Bf16 }
-        from tokens in StandardTokens.Reverse()
-        select new RopeCase(dtype, tokens);
+        (from dtype in new[] { BenchDtype.F32, BenchDtype.Bf16 }
+         from tokens in StandardTokens.Reverse()
+         select new RopeCase(dtype, tokens))
+        .Concat(from dtype in new[] { BenchDtype.F32, BenchDtype.Bf16 }
+                select new RopeCase(dtype, 4096, Gptj: true));
 }

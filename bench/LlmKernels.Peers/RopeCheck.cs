@@ -1,7 +1,8 @@
 namespace LlmKernels.Peers;
 
 /// <summary>
-/// Checks a RoPE peer against float64: for each pair (a, b) = (x[j], x[j + rot_dim/2]) of every q
+/// Checks a RoPE peer against float64: for each pair (a, b) = (x[j], x[j + rot_dim/2]) (GPT-J:
+/// (x[2j], x[2j + 1])) of every q
 /// and k head, a' = a cos - b sin and b' = b cos + a sin with the angle position x inv_freq[j]
 /// computed in double, on every token or 256 spread ones; a peer that rotates the fused buffer in
 /// place must also leave the v heads exactly as they were.
@@ -42,9 +43,10 @@ public static unsafe class RopeCheck
                 string name = h < RopeCase.QHeads ? $"q[{t}, {h}" : $"k[{t}, {h - RopeCase.QHeads}";
                 for (long j = 0; j < half; j++)
                 {
-                    double a = x[j], b = x[j + half];
-                    errors.Track(Elements.Load(peer.Qk, head + j, dtype), a * cos[j] - b * sin[j], $"{name}, {j}]");
-                    errors.Track(Elements.Load(peer.Qk, head + half + j, dtype), b * cos[j] + a * sin[j], $"{name}, {j + half}]");
+                    long first = inputs.Case.First(j), second = inputs.Case.Second(j);
+                    double a = x[first], b = x[second];
+                    errors.Track(Elements.Load(peer.Qk, head + first, dtype), a * cos[j] - b * sin[j], $"{name}, {first}]");
+                    errors.Track(Elements.Load(peer.Qk, head + second, dtype), b * cos[j] + a * sin[j], $"{name}, {second}]");
                 }
             }
             if (peer.TokenStride == RopeCase.TokenStride)

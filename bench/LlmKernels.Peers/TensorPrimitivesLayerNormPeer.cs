@@ -33,7 +33,7 @@ public sealed unsafe class TensorPrimitivesLayerNormPeer : INormPeer
     public BenchDtype Dtype => _buffers.Dtype;
     public int Threads => 1;
     public void* Y => _buffers.Y.Pointer;
-    public void* ResidualOut => _buffers.Residual is { } r ? r.Pointer : null;
+    public void* ResidualOut => !_buffers.Post && _buffers.Residual is { } r ? r.Pointer : null;
 
     private float* Scratch(int index) => _scratch!.As<float>() + index * _buffers.Hidden;
 
@@ -60,8 +60,10 @@ public sealed unsafe class TensorPrimitivesLayerNormPeer : INormPeer
             Span<float> source = x;
             if (_buffers.Residual is { } residualBuffer)
             {
-                source = new Span<float>(residualBuffer.As<float>() + offset, hidden);
-                TensorPrimitives.Add(source, x, source);
+                var residual = new Span<float>(residualBuffer.As<float>() + offset, hidden);
+                // Post-norm: the sum goes to y and is normalised there; pre-norm updates the residual.
+                source = _buffers.Post ? y : residual;
+                TensorPrimitives.Add(residual, x, source);
             }
             Normalise(source, w, b, y);
         }
@@ -85,9 +87,11 @@ public sealed unsafe class TensorPrimitivesLayerNormPeer : INormPeer
                 ushort* residual = residualBuffer.As<ushort>() + offset;
                 Bf16Rows.Widen(residual, other, hidden);
                 TensorPrimitives.Add(rowSpan, new ReadOnlySpan<float>(other, (int)hidden), rowSpan);
-                // Store the rounded sum and normalise what was stored, as the ABI specifies.
-                Bf16Rows.Narrow(row, residual, hidden);
-                Bf16Rows.Widen(residual, row, hidden);
+                // Store the rounded sum and normalise what was stored, as the ABI specifies
+                // (post-norm: rounded through y, the residual read only).
+                ushort* sum = _buffers.Post ? y : residual;
+                Bf16Rows.Narrow(row, sum, hidden);
+                Bf16Rows.Widen(sum, row, hidden);
             }
             Normalise(rowSpan, w, b, rowSpan);
             Bf16Rows.Narrow(row, y, hidden);

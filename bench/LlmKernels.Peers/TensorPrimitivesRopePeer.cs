@@ -21,6 +21,8 @@ public sealed unsafe class TensorPrimitivesRopePeer : IRopePeer
     {
         if (dtype == BenchDtype.F16)
             throw new NotSupportedException("the TensorPrimitives peer runs f32 and bf16");
+        if (inputs.Case.Gptj)
+            throw new NotSupportedException("TensorPrimitives has no strided or interleaved span operations: GPT-J pairs (2j, 2j + 1) are not a composition of them");
         _inputs = inputs;
         _buffers = new RopeBuffers(inputs, dtype);
         _scratch = new NativeBuffer((3 * Half + RopeCase.RotatedPerToken) * sizeof(float));

@@ -21,6 +21,11 @@ regenerated with nothing but the Python standard library. Every dimension is sym
   fused_add_layer_norm_{f32,f16,bf16}.onnx
       SkipLayerNormalization (com.microsoft): residual_out = x + residual (its fourth output,
       input_skip_bias_sum), y = layer_norm(residual_out) * weight + bias.
+  rope_gptj_{f32,f16,bf16}.onnx
+      The same with GPT-J pairing (interleaved 1): pairs (x[2i], x[2i + 1]).
+  post_layer_norm_{f32,f16,bf16}.onnx
+      SkipLayerNormalization (com.microsoft) with only its first output: y = layer_norm(x + residual)
+      * weight + bias, the residual read only: post-norm with alpha 1 (lk_norm's POST form).
   rope_neox_{f32,f16,bf16}.onnx
       RotaryEmbedding (com.microsoft), NeoX pairing (interleaved 0): inputs x [batch, tokens,
       hidden] (q and k heads of a token side by side), position_ids [batch, tokens] int64,
@@ -155,20 +160,41 @@ def fused_add_layer_norm(elem_type):
     return model("fused_add_layer_norm", op, inputs, outputs)
 
 
+def post_layer_norm(elem_type):
+    inputs = [tensor_value_info("x", elem_type, ["rows", "hidden"]),
+              tensor_value_info("residual", elem_type, ["rows", "hidden"]),
+              tensor_value_info("weight", elem_type, ["hidden"]),
+              tensor_value_info("bias", elem_type, ["hidden"])]
+    outputs = [tensor_value_info("y", elem_type, ["rows", "hidden"])]
+    # The sum (input_skip_bias_sum) is not asked for: post-norm does not store it.
+    op = node("SkipLayerNormalization", "com.microsoft", ["x", "residual", "weight", "bias"],
+              ["y"], [attribute_float("epsilon", LAYER_NORM_EPSILON)])
+    return model("post_layer_norm", op, inputs, outputs)
+
+
+def rope_gptj(elem_type):
+    return rope(elem_type, "rope_gptj", 1)
+
+
 def rope_neox(elem_type):
+    return rope(elem_type, "rope_neox", 0)
+
+
+def rope(elem_type, name, interleaved):
     inputs = [tensor_value_info("x", elem_type, ["batch", "tokens", "hidden"]),
               tensor_value_info("position_ids", INT64, ["batch", "tokens"]),
               tensor_value_info("cos_cache", elem_type, ["max_position", "half_rot"]),
               tensor_value_info("sin_cache", elem_type, ["max_position", "half_rot"])]
     outputs = [tensor_value_info("y", elem_type, ["batch", "tokens", "hidden"])]
     op = node("RotaryEmbedding", "com.microsoft", ["x", "position_ids", "cos_cache", "sin_cache"], ["y"],
-              [attribute_int("interleaved", 0)])
-    return model("rope_neox", op, inputs, outputs)
+              [attribute_int("interleaved", interleaved)])
+    return model(name, op, inputs, outputs)
 
 
 MODELS = (("rms_norm", rms_norm), ("fused_add_rms_norm", fused_add_rms_norm),
           ("layer_norm", layer_norm), ("fused_add_layer_norm", fused_add_layer_norm),
-          ("rope_neox", rope_neox))
+          ("post_layer_norm", post_layer_norm),
+          ("rope_neox", rope_neox), ("rope_gptj", rope_gptj))
 
 
 def main():
