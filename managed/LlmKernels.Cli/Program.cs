@@ -1,6 +1,6 @@
 using LlmKernels.Cli;
 
-// llmk info | check | bench [--quick] [--json FILE] | demo
+// llmk info | check | bench [--quick] [--warm] [--json FILE] [--threads N] [--filter F] | demo
 return args.FirstOrDefault() switch
 {
     "info" => InfoCommand.Run(Console.Out),
@@ -16,8 +16,9 @@ static int Usage()
         usage: llmk <command>
           info                          CPU, ISA levels (available and chosen), threads, library and ABI versions, CUDA
           check                         every kernel x ISA x dtype against the float64 reference on this machine
-          bench [--quick] [--json FILE] [--threads N]
+          bench [--quick] [--warm] [--json FILE] [--threads N] [--filter FAMILY[,FAMILY...]]
                                         this machine's ceilings, then each kernel's GB/s and ratios to peers
+                                        (DRAM-sized cases timed cold, after a cache flush; --warm: all warm)
           demo                          a Llama-sized residual add + RMSNorm, end to end
         LLMK_ISA=scalar|avx2|avx512 forces an ISA level for contexts created with CpuIsa.Auto.
         """);
