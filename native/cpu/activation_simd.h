@@ -116,11 +116,16 @@ static LK_INLINE void LK_ISA_SUFFIX(activate_row)(const void *gate, const void *
 }
 
 #define LK_ACTIVATION_ROWS(dtype, act, gated)                                                      \
-  for (int64_t r = row_begin; r < row_end; r++)                                                    \
-    LK_ISA_SUFFIX(activate_row)((const char *)job->gate + r * job->gate_stride * size,             \
-                                gated ? (const char *)job->up + r * job->up_stride * size : NULL,  \
-                                (char *)job->out + r * job->out_stride * size,                     \
-                                lk_activation_row_cols(job, r), dtype, act, gated, job->streaming)
+  do {                                                                                             \
+  for (int64_t v = row_begin; v < row_end; v++) {                                                  \
+    int64_t r, c;                                                                                  \
+    const int64_t n = lk_activation_piece(job, v, &r, &c);                                         \
+    LK_ISA_SUFFIX(activate_row)((const char *)job->gate + (r * job->gate_stride + c) * size,       \
+                                gated ? (const char *)job->up + (r * job->up_stride + c) * size : NULL, \
+                                (char *)job->out + (r * job->out_stride + c) * size, n, dtype, act, gated, \
+                                job->streaming);                                                   \
+  }                                                                                                \
+  } while (0)
 
 #define LK_ACTIVATION_GATED(dtype, act)                                                            \
   do {                                                                                             \
