@@ -34,12 +34,13 @@ static inline int64_t lk_activation_row_cols(const lk_activation_job *job, int64
   return r + 1 == job->rows ? job->last_cols : job->cols;
 }
 
-/* Piece v of job: its row, first element and element count. */
+/* Piece v of job: its row, first element and element count (0 for the pieces past a shorter last
+ * row, lk_apply_activation's last chunk). */
 static inline int64_t lk_activation_piece(const lk_activation_job *job, int64_t v, int64_t *row, int64_t *begin) {
   *row = v / job->pieces_per_row;
   *begin = v % job->pieces_per_row * job->piece_cols;
   int64_t left = lk_activation_row_cols(job, *row) - *begin;
-  return left < job->piece_cols ? left : job->piece_cols;
+  return left < 0 ? 0 : left < job->piece_cols ? left : job->piece_cols;
 }
 
 #endif /* LK_ACTIVATION_H */
