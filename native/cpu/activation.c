@@ -5,6 +5,10 @@
 /* An element costs a few ns at most (the erf forms): below ~64 Ki elements per extra thread,
  * waking a worker costs more than it saves. */
 #define LK_ACTIVATION_MIN_ELEMENTS_PER_THREAD ((int64_t)1 << 16)
+/* Rows split by elements (activation.h, pieces) take at least this many elements per piece. */
+#ifndef LK_ACTIVATION_MIN_PIECE
+#define LK_ACTIVATION_MIN_PIECE ((int64_t)4096)
+#endif
 /* lk_apply_activation's span is cut into chunks of this many elements, the rows threads split. */
 #define LK_ACTIVATION_CHUNK ((int64_t)1 << 14)
 
@@ -33,9 +37,22 @@ static lk_rows_fn variant(lk_isa isa) {
 }
 
 static void run_job(lk_cpu_context *context, lk_activation_job *job) {
-  int64_t out_bytes = ((job->rows - 1) * job->cols + job->last_cols) * (int64_t)lk_dtype_size(job->dtype);
-  job->streaming = out_bytes >= LK_STREAMING_STORE_MIN_BYTES;
-  lk_parallel_rows(context, variant(context->isa), job, job->rows, job->cols, LK_ACTIVATION_MIN_ELEMENTS_PER_THREAD);
+  const int64_t elements = (job->rows - 1) * job->cols + job->last_cols;
+  job->streaming = elements * (int64_t)lk_dtype_size(job->dtype) >= LK_STREAMING_STORE_MIN_BYTES;
+  /* Fewer rows than threads (a decode step): split rows by elements, into pieces of a multiple of
+   * 64 elements (whole cache lines and vectors) of at least LK_ACTIVATION_MIN_PIECE. Elementwise
+   * math: the result does not depend on the split. */
+  job->pieces_per_row = 1;
+  job->piece_cols = job->cols;
+  int64_t threads = context->num_threads, min_per_thread = LK_ACTIVATION_MIN_ELEMENTS_PER_THREAD;
+  if (job->rows < threads && job->cols >= 2 * LK_ACTIVATION_MIN_PIECE) {
+    int64_t want = (threads + job->rows - 1) / job->rows;
+    if (want > job->cols / LK_ACTIVATION_MIN_PIECE) want = job->cols / LK_ACTIVATION_MIN_PIECE;
+    job->piece_cols = ((job->cols + want - 1) / want + 63) / 64 * 64;
+    job->pieces_per_row = (job->cols + job->piece_cols - 1) / job->piece_cols;
+    min_per_thread = LK_ACTIVATION_MIN_PIECE;
+  }
+  lk_parallel_rows(context, variant(context->isa), job, job->rows * job->pieces_per_row, job->piece_cols, min_per_thread);
 }
 
 static lk_status validate_activation(const lk_activation_params *p, lk_activation_job *job) {

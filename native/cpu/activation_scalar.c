@@ -40,12 +40,13 @@ static const char *row(const void *base, int64_t r, int64_t stride, lk_dtype dty
 
 void lk_activation_rows_scalar(const void *job_, int64_t row_begin, int64_t row_end) {
   const lk_activation_job *job = (const lk_activation_job *)job_;
-  for (int64_t r = row_begin; r < row_end; r++) {
+  for (int64_t v = row_begin; v < row_end; v++) {
+    int64_t r, begin;
+    int64_t cols = lk_activation_piece(job, v, &r, &begin);
     const void *gate = row(job->gate, r, job->gate_stride, job->dtype);
     const void *up = job->up ? row(job->up, r, job->up_stride, job->dtype) : NULL;
     void *out = (void *)row(job->out, r, job->out_stride, job->dtype);
-    int64_t cols = lk_activation_row_cols(job, r);
-    for (int64_t i = 0; i < cols; i++) {
+    for (int64_t i = begin; i < begin + cols; i++) {
       float y = activation(lk_load_element(gate, i, job->dtype), job->activation);
       if (up) y *= lk_load_element(up, i, job->dtype);
       lk_store_element(out, i, job->dtype, y);

@@ -23,7 +23,14 @@
 #define LK_ACTIVATION_PREFETCH(address) _mm_prefetch((const char *)(address), _MM_HINT_T0)
 #endif
 
-static LK_INLINE lk_vf LK_ISA_SUFFIX(activate)(lk_vf x, lk_activation act) {
+/* dtype: the output's. 16-bit outputs take the cheaper SiLU / GELU-tanh forms of simd_math.h
+ * (everywhere in a row, the ragged end too, so results stay independent of the split). */
+static LK_INLINE lk_vf LK_ISA_SUFFIX(activate)(lk_vf x, lk_activation act, lk_dtype dtype) {
+  if (dtype != LK_DTYPE_F32) {
+    const lk_out16 out = dtype == LK_DTYPE_BF16 ? LK_OUT16_BF16 : LK_OUT16_F16;
+    if (act == LK_ACTIVATION_SILU) return lk_v_silu16(x, out);
+    if (act == LK_ACTIVATION_GELU_TANH) return lk_v_gelu_tanh16(x, out);
+  }
   switch (act) {
   case LK_ACTIVATION_SILU: return lk_v_silu(x);
   case LK_ACTIVATION_GELU_ERF: return lk_v_gelu_erf(x);
@@ -44,7 +51,7 @@ static LK_INLINE void LK_ISA_SUFFIX(activate_partial)(const void *gate, const vo
     g[k] = begin + k < end ? lk_load_element(gate, begin + k, dtype) : 0.0f;
     u[k] = gated && begin + k < end ? lk_load_element(up, begin + k, dtype) : 0.0f;
   }
-  lk_vf v = LK_ISA_SUFFIX(activate)(lk_v_load_f32(g), act);
+  lk_vf v = LK_ISA_SUFFIX(activate)(lk_v_load_f32(g), act, dtype);
   if (gated) v = lk_v_mul(v, lk_v_load_f32(u));
   lk_v_store_f32(y, v);
   for (int64_t i = begin; i < end; i++) lk_store_element(out, i, dtype, y[i - begin]);
@@ -59,8 +66,8 @@ static LK_INLINE void LK_ISA_SUFFIX(activate_row)(const void *gate, const void *
   for (; i < head; i += LK_VEC_LANES)
     LK_ISA_SUFFIX(activate_partial)(gate, up, out, i, i + LK_VEC_LANES < head ? i + LK_VEC_LANES : head, dtype, act, gated);
   i = head;
-#define LK_ACT(v, offset) (gated ? lk_v_mul(LK_ISA_SUFFIX(activate)(v, act), lk_v_load(up, i + (offset), dtype)) \
-                                 : LK_ISA_SUFFIX(activate)(v, act))
+#define LK_ACT(v, offset) (gated ? lk_v_mul(LK_ISA_SUFFIX(activate)(v, act, dtype), lk_v_load(up, i + (offset), dtype)) \
+                                 : LK_ISA_SUFFIX(activate)(v, act, dtype))
   const int64_t size = (int64_t)lk_dtype_size(dtype);
   /* one prefetch per 64-byte line of gate and up that this iteration's 2 * LK_VEC_LANES elements span */
 #define LK_PREFETCH_AHEAD()                                                                        \
@@ -76,8 +83,8 @@ static LK_INLINE void LK_ISA_SUFFIX(activate_row)(const void *gate, const void *
     for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) {
       LK_PREFETCH_AHEAD();
       lk_vf2 v = lk_v_load_bf16_pairs((const uint16_t *)gate + i);
-      v.even = LK_ISA_SUFFIX(activate)(v.even, act);
-      v.odd = LK_ISA_SUFFIX(activate)(v.odd, act);
+      v.even = LK_ISA_SUFFIX(activate)(v.even, act, dtype);
+      v.odd = LK_ISA_SUFFIX(activate)(v.odd, act, dtype);
       if (gated) {
         lk_vf2 w = lk_v_load_bf16_pairs((const uint16_t *)up + i);
         v.even = lk_v_mul(v.even, w.even);
@@ -109,11 +116,16 @@ static LK_INLINE void LK_ISA_SUFFIX(activate_row)(const void *gate, const void *
 }
 
 #define LK_ACTIVATION_ROWS(dtype, act, gated)                                                      \
-  for (int64_t r = row_begin; r < row_end; r++)                                                    \
-    LK_ISA_SUFFIX(activate_row)((const char *)job->gate + r * job->gate_stride * size,             \
-                                gated ? (const char *)job->up + r * job->up_stride * size : NULL,  \
-                                (char *)job->out + r * job->out_stride * size,                     \
-                                lk_activation_row_cols(job, r), dtype, act, gated, job->streaming)
+  do {                                                                                             \
+  for (int64_t v = row_begin; v < row_end; v++) {                                                  \
+    int64_t r, c;                                                                                  \
+    const int64_t n = lk_activation_piece(job, v, &r, &c);                                         \
+    LK_ISA_SUFFIX(activate_row)((const char *)job->gate + (r * job->gate_stride + c) * size,       \
+                                gated ? (const char *)job->up + (r * job->up_stride + c) * size : NULL, \
+                                (char *)job->out + (r * job->out_stride + c) * size, n, dtype, act, gated, \
+                                job->streaming);                                                   \
+  }                                                                                                \
+  } while (0)
 
 #define LK_ACTIVATION_GATED(dtype, act)                                                            \
   do {                                                                                             \

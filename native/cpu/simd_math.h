@@ -255,6 +255,72 @@ static LK_INLINE lk_vf lk_v_gelu_tanh(lk_vf x) {
   return lk_v_mul_sigmoid(x, two_u, -13.0f);
 }
 
+/* ---- 16-bit outputs -------------------------------------------------------------------------- */
+/* A bf16 (f16) result keeps 8 (11) significant bits: f32 math with a relative error far below half
+ * an output ulp rounds the same nearly always, and the activation kernels use these cheaper forms
+ * when the output is 16-bit (docs/activations.md: "16-bit outputs" has the measured errors).
+ * Special values behave exactly as in the f32 forms above. */
+typedef enum { LK_OUT16_BF16, LK_OUT16_F16 } lk_out16;
+
+/* 2^f for |f| <= 0.5 (plus rounding slack): relative-error fits with the constant term 1 (so 2^0 is
+ * exactly 1 and x / (1 + e^-x) halves tiny x exactly), degree 4 (2^-17.7, bf16) or 5 (2^-22.0,
+ * f16), measured in f32 Horner over |f| <= 0.51. */
+static LK_INLINE lk_vf lk_v_exp2_reduced16(lk_vf f, lk_out16 out) {
+  lk_vf p;
+  if (out == LK_OUT16_BF16) {
+    p = lk_v_set1(9.582852945e-03f);
+    p = lk_v_fmadd(p, f, lk_v_set1(5.590642989e-02f));
+    p = lk_v_fmadd(p, f, lk_v_set1(2.402409911e-01f));
+    p = lk_v_fmadd(p, f, lk_v_set1(6.931241751e-01f));
+    return lk_v_fmadd(p, f, lk_v_set1(1.0f));
+  }
+  p = lk_v_set1(1.326472615e-03f);
+  p = lk_v_fmadd(p, f, lk_v_set1(9.671512991e-03f));
+  p = lk_v_fmadd(p, f, lk_v_set1(5.550733581e-02f));
+  p = lk_v_fmadd(p, f, lk_v_set1(2.402224243e-01f));
+  p = lk_v_fmadd(p, f, lk_v_set1(6.931470037e-01f));
+  return lk_v_fmadd(p, f, lk_v_set1(1.0f));
+}
+
+/* 1 / d for finite d >= 1 with a normal reciprocal, for 16-bit outputs. LK_OUT16_RECIP_NEWTON_BF16
+ * 0: bf16 takes the AVX-512 estimate alone (relative error <= 2^-14); AVX2's 12-bit estimate, and
+ * every f16 reciprocal, get the Newton step. */
+#ifndef LK_OUT16_RECIP_NEWTON_BF16
+#define LK_OUT16_RECIP_NEWTON_BF16 0
+#endif
+static LK_INLINE lk_vf lk_v_recip16(lk_vf d, lk_out16 out) {
+#if LK_VEC_LANES == 16
+  if (out == LK_OUT16_BF16 && !LK_OUT16_RECIP_NEWTON_BF16) return _mm512_rcp14_ps(d);
+#endif
+  (void)out;
+  return lk_v_recip(d);
+}
+
+/* x * sigmoid(s) = x / (1 + e^-s) for 16-bit outputs: e^-s = 2^f 2^n with t = -s log2(e), n = round(t)
+ * and f = t - n from one FMA (the product exact, so f carries only log2(e)'s rounding, under 2^-25
+ * relative per unit of |t|); s is clamped at 87 (1 + e^-87 is 1). Lanes with s < -87, where e^s is
+ * subnormal, take the f32 form lk_v_mul_sigmoid (zero_below as there), lane by lane. NaN passes
+ * through the min and every step. */
+static LK_INLINE lk_vf lk_v_mul_sigmoid16(lk_vf x, lk_vf s, float zero_below, lk_out16 out) {
+  const lk_vf minus_log2e = lk_v_set1(-LK_LOG2E);
+  lk_vf sc = lk_v_min(lk_v_set1(87.0f), s);
+  lk_vf n = lk_v_round(lk_v_mul(sc, minus_log2e));
+  lk_vf f = lk_v_fmsub(sc, minus_log2e, n);
+  lk_vf e = lk_v_scale_pow2_normal(lk_v_exp2_reduced16(f, out), n);
+  lk_vf y = lk_v_mul(x, lk_v_recip16(lk_v_add(e, lk_v_set1(1.0f)), out));
+  lk_vmask far = lk_v_cmp_lt(s, lk_v_set1(-87.0f));
+  if (lk_v_mask_any(far)) y = lk_v_select(far, lk_v_mul_sigmoid(x, s, zero_below), y);
+  return y;
+}
+
+static LK_INLINE lk_vf lk_v_silu16(lk_vf x, lk_out16 out) { return lk_v_mul_sigmoid16(x, x, -120.0f, out); }
+
+static LK_INLINE lk_vf lk_v_gelu_tanh16(lk_vf x, lk_out16 out) {
+  lk_vf inner = lk_v_fmadd(lk_v_mul(x, x), lk_v_set1(0.044715f), lk_v_set1(1.0f));
+  lk_vf two_u = lk_v_mul(lk_v_mul(x, lk_v_set1(1.5957691216057308f)), inner);
+  return lk_v_mul_sigmoid16(x, two_u, -13.0f, out);
+}
+
 static LK_INLINE lk_vf lk_v_relu(lk_vf x) { return lk_v_max(lk_v_zero(), x); /* NaN and -0 pass */ }
 
 #endif /* LK_SIMD_MATH_H */

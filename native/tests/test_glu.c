@@ -128,6 +128,41 @@ static void run_case(const glu_case *c) {
   guarded_free(&out);
 }
 
+/* Rows fewer than threads (a decode step): the row is split by elements across threads; the output
+ * must equal the single-thread one bit for bit (NaN payloads aside). */
+static void run_decode(lk_dtype dtype, lk_activation act, int64_t tokens, int64_t d) {
+  const size_t size = dtype_size(dtype);
+  const int64_t n = tokens * 2 * d;
+  void *x = malloc((size_t)n * size), *one = malloc((size_t)(tokens * d) * size), *two = malloc((size_t)(tokens * d) * size);
+  rng r = rng_seeded(0xDEC0DEull + (uint64_t)d);
+  for (int64_t i = 0; i < n; i++) {
+    float v = rng_uniform(&r, -12.0f, 12.0f);
+    if (i % 29 == 5) v = (i / 29) % 3 == 0 ? NAN : (i / 29) % 3 == 1 ? INFINITY : -INFINITY;
+    tensor_store(dtype, x, i, v);
+  }
+  for (int k = 0; k < isa_count; k++) {
+    check_context_push("decode isa %s dtype %s %s tokens %lld d %lld", lk_isa_name(isas[k]), dtype_label(dtype),
+                       activation_label(act), (long long)tokens, (long long)d);
+    lk_glu_params p = {x, NULL, one, tokens, d, 0, 0, 0, act, LK_GLU_GATE_FIRST, dtype};
+    tensor_poison(dtype, one, tokens * d);
+    tensor_poison(dtype, two, tokens * d);
+    if (CHECK_STATUS(lk_glu(contexts[k][1], &p), LK_OK)) {
+      p.out = two;
+      if (CHECK_STATUS(lk_glu(contexts[k][2], &p), LK_OK)) {
+        long differ = 0;
+        for (int64_t i = 0; i < tokens * d; i++)
+          differ += tensor_bits(dtype, one, i) != tensor_bits(dtype, two, i) &&
+                    !(isnan(tensor_load(dtype, one, i)) && isnan(tensor_load(dtype, two, i)));
+        CHECKF(differ == 0, "2 threads differ from 1 in %ld elements", differ);
+      }
+    }
+    check_context_pop();
+  }
+  free(x);
+  free(one);
+  free(two);
+}
+
 int main(void) {
   isa_count = supported_isas(isas);
   for (int k = 0; k < isa_count; k++)
@@ -162,6 +197,13 @@ int main(void) {
       c.threads = 1;
       run_case(&c);
     }
+  /* Decode: one row split by elements over two threads (pieces of 64-element multiples, ragged). */
+  for (int di = 0; di < 3; di++)
+    for (int a = 0; a < ACTIVATION_COUNT; a++) {
+      run_decode(all_dtypes[di], all_activations[a], 1, 14336);
+      run_decode(all_dtypes[di], all_activations[a], 1, 8192 + 37);
+    }
+  run_decode(LK_DTYPE_BF16, LK_ACTIVATION_SILU, 1, 100003);
   for (int k = 0; k < isa_count; k++)
     for (int threads = 1; threads <= 2; threads++) lk_cpu_context_destroy(contexts[k][threads]);
   return check_summary("glu");
