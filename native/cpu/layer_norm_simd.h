@@ -260,7 +260,8 @@ static LK_INLINE void LK_ISA_SUFFIX(layer_norm_row)(const lk_norm_job *job, int6
 
   void *const stage = mode == LK_NORM_RESIDUAL_POST && dtype != LK_DTYPE_F32 && n <= LK_NORM_STAGE_ELEMENTS ? stage_row : NULL;
   float sum;
-  lk_norm_prefetch prefetch = {x_next, residual_next, 0};
+  /* An f32 NONE row requests every other line, as before the prefetch was spread (see layer_norm_sum). */
+  lk_norm_prefetch prefetch = {x_next, residual_next, 0, mode == LK_NORM_RESIDUAL_NONE && dtype == LK_DTYPE_F32 ? 128 : 64};
   int64_t i = LK_ISA_SUFFIX(layer_norm_sum)(x, residual, stage, n, dtype, mode, alpha_v, &prefetch, &sum);
   for (; i < n; i++) {
     float v = lk_norm_first_pass_element(x, residual, i, dtype, mode, alpha);
