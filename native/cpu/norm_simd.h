@@ -93,4 +93,23 @@ static LK_INLINE bool LK_ISA_SUFFIX(norm_pairs)(lk_dtype dtype, lk_dtype weight_
   return dtype == LK_DTYPE_BF16 && (weight_dtype == LK_DTYPE_BF16 || (LK_PAIR_F32_WEIGHTS && weight_dtype == LK_DTYPE_F32));
 }
 
+/* The next row's inputs, prefetched into L2 a line at a time while this row is computed (NULL x:
+ * nothing to prefetch). `done` counts the bytes already requested; lk_norm_prefetch_to requests
+ * up to `target`. LayerNorm spreads the requests over its first and last passes (half each), so
+ * that DRAM works while the row is computed from cache instead of only during the output pass. */
+typedef struct lk_norm_prefetch {
+  const char *x, *residual;
+  int64_t done;
+  int64_t step; /* bytes between requests: 64, or 128 to leave the other line of each pair to the
+                   L2's adjacent-line prefetcher */
+} lk_norm_prefetch;
+
+static LK_INLINE void lk_norm_prefetch_to(lk_norm_prefetch *p, int64_t target) {
+  if (!p->x) return;
+  for (; p->done < target; p->done += p->step) {
+    lk_prefetch(p->x + p->done);
+    if (p->residual) lk_prefetch(p->residual + p->done);
+  }
+}
+
 #endif /* LK_NORM_SIMD_H */
