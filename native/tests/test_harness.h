@@ -1,6 +1,7 @@
 /* The native tests' harness, one include: counting checks (check.h), guard-paged buffers
  * (guarded_buffer.h), seeded random inputs (rng.h), the 16-bit float oracle (float16.h),
- * dtype-generic element access and poison (tensor.h), status and message checks (lk_expect.h),
+ * dtype-generic element access and poison (tensor.h), row-strided matrices with poisoned gaps (strided.h),
+ * status and message checks (lk_expect.h),
  * host threads (host_threads.h) and probes in a child process (isolated.h). */
 #ifndef LK_TEST_HARNESS_H
 #define LK_TEST_HARNESS_H
@@ -12,6 +13,7 @@
 #include "harness/isolated.h"
 #include "harness/lk_expect.h"
 #include "harness/rng.h"
+#include "harness/strided.h"
 #include "harness/tensor.h"
 
 #endif

@@ -71,10 +71,6 @@ typedef struct rope_buffers {
   int64_t q_stride, k_stride;
 } rope_buffers;
 
-static int64_t span_elements(int64_t rows, int64_t stride, int64_t cols) {
-  return rows == 0 ? 0 : (rows - 1) * stride + cols;
-}
-
 static guarded_buffer alloc_or_die(size_t bytes, guard_edge edge) {
   guarded_buffer b = guarded_alloc(bytes, edge);
   if (!b.data && bytes) {
