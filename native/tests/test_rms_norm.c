@@ -42,7 +42,7 @@
 
 #include "test_harness.h"
 
-#define MAX_THREADS 3
+#define MAX_THREADS GRID_MAX_THREADS
 
 typedef enum rms_form { FORM_PLAIN, FORM_FUSED } rms_form;
 
@@ -599,48 +599,9 @@ static void test_streaming_stores(void) {
   }
 }
 
-static void create_contexts(void) {
-  isa_count = supported_isas(isas);
-  CHECKF(isa_count >= 1 && isas[0] == LK_ISA_SCALAR, "lk_cpu_supported_isas() = 0x%x lacks scalar",
-         lk_cpu_supported_isas());
-  for (int k = 0; k < isa_count; k++)
-    for (int threads = 1; threads <= MAX_THREADS; threads++) {
-      lk_cpu_options options = {threads, isas[k]};
-      if (!CHECK_STATUS(lk_cpu_context_create(&options, &contexts[k][threads]), LK_OK)) {
-        fprintf(stderr, "cannot create a %s context with %d threads\n", lk_isa_name(isas[k]), threads);
-        exit(1);
-      }
-      lk_cpu_context_info info;
-      CHECK_STATUS(lk_cpu_context_get_info(contexts[k][threads], &info), LK_OK);
-      CHECK(info.isa == isas[k] && info.num_threads == threads);
-    }
-  if (!(lk_cpu_supported_isas() & (1u << LK_ISA_AVX512)))
-    check_skip("AVX-512 variant", "this CPU or OS does not run AVX-512 (test_context checks the refusal)");
-}
+static void create_contexts(void) { context_grid_create(contexts, isas, &isa_count); }
 
-static void destroy_contexts(void) {
-  for (int k = 0; k < isa_count; k++)
-    for (int threads = 1; threads <= MAX_THREADS; threads++) lk_cpu_context_destroy(contexts[k][threads]);
-}
-
-/* Time per part, so growth of the suite's runtime shows up where it happens: wall time and
- * processor time of all threads (clock(), on POSIX), which a busy machine does not inflate. */
-static void run_timed(const char *part, void (*test)(void)) {
-  clock_t cpu_start = clock();
-#if defined(TIME_UTC)
-  struct timespec start, end;
-  timespec_get(&start, TIME_UTC);
-#endif
-  test();
-  double cpu = (double)(clock() - cpu_start) / CLOCKS_PER_SEC;
-#if defined(TIME_UTC)
-  timespec_get(&end, TIME_UTC);
-  double wall = (double)(end.tv_sec - start.tv_sec) + 1e-9 * (double)(end.tv_nsec - start.tv_nsec);
-  printf("%-22s %7.3f s wall %7.3f s cpu\n", part, wall, cpu);
-#else
-  printf("%-22s %7.3f s cpu\n", part, cpu);
-#endif
-}
+static void destroy_contexts(void) { context_grid_destroy(contexts, isa_count); }
 
 int main(void) {
   const char *seed = getenv("LK_TEST_SEED");
