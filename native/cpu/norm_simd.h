@@ -100,13 +100,11 @@ static LK_INLINE bool LK_ISA_SUFFIX(norm_pairs)(lk_dtype dtype, lk_dtype weight_
 typedef struct lk_norm_prefetch {
   const char *x, *residual;
   int64_t done;
-  int64_t step; /* bytes between requests: 64, or 128 to leave the other line of each pair to the
-                   L2's adjacent-line prefetcher */
 } lk_norm_prefetch;
 
 static LK_INLINE void lk_norm_prefetch_to(lk_norm_prefetch *p, int64_t target) {
   if (!p->x) return;
-  for (; p->done < target; p->done += p->step) {
+  for (; p->done < target; p->done += 64) {
     lk_prefetch(p->x + p->done);
     if (p->residual) lk_prefetch(p->residual + p->done);
   }

@@ -62,6 +62,7 @@ typedef struct norm_case {
   float eps;
   float x_scale;         /* x and residual uniform in [x_mean - x_scale, x_mean + x_scale] */
   float x_mean;
+  float head_offset;     /* added to x in each row's first 16 columns: LayerNorm's shift K sits far from the mean */
   int num_threads;
   bool other_threads;
   bool in_place;
@@ -156,6 +157,7 @@ static void make_inputs(const norm_case *c, uint64_t seed, norm_inputs *in) {
   for (int64_t row = 0; row < c->rows; row++)
     for (int64_t col = 0; col < c->hidden; col++) {
       float value = (row == 0 && c->zero_first_row) ? 0.0f : c->x_mean + rng_uniform(&r, -c->x_scale, c->x_scale);
+      if (col < 16) value += c->head_offset;
       tensor_store(c->dtype, in->x.memory.data, element(&in->x, row, col), value);
     }
   guarded_make_read_only(&in->x.memory);
@@ -488,12 +490,12 @@ static double run_case_with(const norm_case *c_in, norm_expected *expected_out) 
   if (c->kind == LK_NORM_LAYER && c->eps == 0.0f && c->hidden < 16) c->eps = 1e-6f;
   uint64_t seed = base_seed ^ (0x9E3779B97F4A7C15ull * ++case_counter);
   check_context_push("lk_norm %s %s alpha=%g %s/w:%s%s%s%s rows=%lld hidden=%lld strides x=%lld residual=%lld "
-                     "y=%lld eps=%g mean=%g scale=%g threads=%d guard=%s seed=0x%016llx",
+                     "y=%lld eps=%g mean=%g scale=%g head=%g threads=%d guard=%s seed=0x%016llx",
                      c->kind == LK_NORM_LAYER ? "LAYER" : "RMS", mode_label(c->mode), c->alpha, dtype_label(c->dtype),
                      dtype_label(c->weight_dtype), c->affine.weight ? " weight" : " no-weight",
                      c->affine.bias ? " bias" : "", (c->affine.flags & LK_NORM_WEIGHT_OFFSET_ONE) ? " offset_one" : "",
                      (long long)c->rows, (long long)c->hidden, (long long)c->x_stride, (long long)c->residual_stride,
-                     (long long)c->y_stride, c->eps, c->x_mean, c->x_scale, c->num_threads,
+                     (long long)c->y_stride, c->eps, c->x_mean, c->x_scale, c->head_offset, c->num_threads,
                      c->edge == GUARD_EDGE_END ? "end" : "start", (unsigned long long)seed);
   norm_inputs in;
   norm_expected e;
@@ -732,6 +734,34 @@ static void test_large_mean(void) {
   }
 }
 
+/* LayerNorm's one-pass statistics shift by K, the mean of a row's first 16 values (layer_norm.h);
+ * rows whose first 16 values sit far from the rest would cancel and take the corrected two-pass
+ * fallback. Offsets of 1000 force it on every row (q^2 ~ 1e6 against var ~ 1e6 * 16 / n); 3 and
+ * 1.5 put K near the switching point q^2 = 3/4 * (var + q^2), on either side. Every form, dtype and
+ * ISA must stay within the usual float64 bounds (run_case_with). */
+static void test_shift_fallback(void) {
+  static const float offsets[] = {1000.0f, 3.0f, 1.5f, -1000.0f};
+  static const int64_t hiddens[] = {4096, 40, 17};
+  for (size_t o = 0; o < sizeof offsets / sizeof offsets[0]; o++)
+    for (size_t h = 0; h < sizeof hiddens / sizeof hiddens[0]; h++)
+      for (int m = 0; m < 3; m++)
+        for (int d = 0; d < DTYPE_COMBO_COUNT; d++) {
+          norm_case c = variant((int)(o + h + m + d), 4, hiddens[h]);
+          c.kind = LK_NORM_LAYER;
+          c.affine = shapes[(o + d) % 2 ? 3 : 2].affine;
+          c.mode = modes[m];
+          c.alpha = c.mode == LK_NORM_RESIDUAL_POST ? 0.5f : 0.0f;
+          c.dtype = dtype_combos[d].dtype;
+          c.weight_dtype = dtype_combos[d].weight_dtype;
+          c.head_offset = offsets[o];
+          c.eps = 1e-5f;
+          c.num_threads = 2;
+          norm_expected e;
+          run_case_with(&c, &e);
+          free_expected(&e);
+        }
+}
+
 static void create_contexts(void) { context_grid_create(contexts, isas, &isa_count); }
 
 static void destroy_contexts(void) { context_grid_destroy(contexts, isa_count); }
@@ -814,6 +844,7 @@ int main(void) {
   run_timed("thread split", test_thread_split);
   run_timed("streaming stores", test_streaming_stores);
   run_timed("large mean", test_large_mean);
+  run_timed("shift fallback", test_shift_fallback);
   run_timed("special values", test_special_values);
   destroy_contexts();
 
