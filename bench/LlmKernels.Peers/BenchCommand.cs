@@ -50,6 +50,7 @@ public static class BenchCommand
             var cases = BenchFamilies.AllCases(options.Quick).Where(options.Includes).ToList();
             // Built only when a DRAM-class case runs: it holds twice the last-level cache.
             using var flush = !options.Warm && cases.Any(BenchMeasurement.IsCold) ? new CacheFlush(options.Threads, CacheFlush.BytesFor(lastLevelCache)) : null;
+            using var copy = flush is not null ? new CopyProbe(options.Threads, Ceilings.BufferBytesFor(lastLevelCache)) : null;
             var table = new BenchTable(output, ceilings);
             table.WriteCeilings(isa, flush);
             table.WriteHeader();
@@ -57,7 +58,8 @@ public static class BenchCommand
             var rows = new List<BenchRow>();
             foreach (var @case in cases)
             {
-                var row = BenchMeasurement.MeasureRow(@case, options.PeersFor(@case), context, options.Threads, options.Timing, flush, options.ColdTiming);
+                var row = BenchMeasurement.MeasureRow(@case, options.PeersFor(@case), context, options.Threads, options.Timing, flush,
+                    options.ColdTiming, copy, options.CeilingRepetitions <= 3 ? 2 : 3);
                 rows.Add(row);
                 table.WriteRow(row);
                 output.Flush();

@@ -15,7 +15,7 @@ public static class BenchJson
         using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         json.WriteStartObject();
         json.WriteString("tool", "llmk bench");
-        json.WriteNumber("schema", 3);
+        json.WriteNumber("schema", 4);
         json.WriteString("utc", run.StartedUtc.ToString("O"));
         json.WriteBoolean("quick", run.Options.Quick);
 
@@ -94,7 +94,8 @@ public static class BenchJson
         WriteNullable(json, "seconds", row.Ours.Seconds);
         json.WriteNumber("bytes", row.Ours.Bytes);
         WriteNullable(json, "gbps", row.Ours.GBps);
-        json.WriteNumber("ceiling_gbps", run.Ceilings.CopyGBps);
+        json.WriteNumber("ceiling_gbps", row.CeilingGBps(run.Ceilings));
+        json.WriteNumber("run_ceiling_gbps", run.Ceilings.CopyGBps);
         json.WriteString("status", row.Ours.StatusText);
         WriteNullable(json, "max_error", row.Ours.MaxError);
         if (peer is null)

@@ -23,13 +23,18 @@ public static class BenchMeasurement
     /// (<see cref="BestTime.MeasureCold"/>); every other case, and every case without a flush, warm.
     /// </summary>
     public static BenchRow MeasureRow(IBenchCase @case, IEnumerable<string> peers, CpuContext context, int threads, TimingPlan plan,
-                                      CacheFlush? flush = null, ColdPlan coldPlan = default)
+                                      CacheFlush? flush = null, ColdPlan coldPlan = default, CopyProbe? copy = null,
+                                      int copyRepetitions = 3)
     {
         using var workload = @case.Prepare();
         CacheFlush? caseFlush = IsCold(@case) ? flush : null;
+        // A cold case's fraction of copy is against the copy measured just before and just after its
+        // LlmKernels samples (the better of the two): see CopyProbe.
+        double? before = caseFlush is not null ? copy?.Measure(copyRepetitions) : null;
         var ours = Measure(PeerNames.LlmKernels, workload, context.ThreadCount, context, plan, caseFlush, coldPlan);
+        double? local = before is double b && copy is not null ? Math.Max(b, copy.Measure(copyRepetitions)) : null;
         var results = peers.Select(peer => Measure(peer, workload, threads, context, plan, caseFlush, coldPlan)).ToList();
-        return new BenchRow(@case, ours, results, caseFlush is not null);
+        return new BenchRow(@case, ours, results, caseFlush is not null, local);
     }
 
     public static PeerResult Measure(string peer, IBenchWorkload workload, int threads, CpuContext context, TimingPlan plan,

@@ -25,8 +25,8 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
 
     public void WriteHeader()
     {
-        output.WriteLine(string.Create(Invariant, $"{"kernel",-20} {"dtype",-5} {"shape",-15} {"timing",-6} {"us/call",10} {"GB/s",7} {"of copy",7}  {"ggml",-11} {"onnxruntime",-11} {"tensorprim",-11} {"naive",-11}"));
-        output.WriteLine(new string('-', 124));
+        output.WriteLine(string.Create(Invariant, $"{"kernel",-20} {"dtype",-5} {"shape",-15} {"timing",-6} {"us/call",10} {"GB/s",7} {"copy",5} {"of copy",7}  {"ggml",-11} {"onnxruntime",-11} {"tensorprim",-11} {"naive",-11}"));
+        output.WriteLine(new string('-', 130));
     }
 
     public void WriteRow(BenchRow row)
@@ -35,8 +35,9 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
         var ours = row.Ours;
         string time = ours.Seconds is double s ? (s * 1e6).ToString("F2", Invariant) : ours.StatusText;
         string gbps = ours.GBps is double g ? g.ToString("F1", Invariant) : "-";
-        string fraction = ours.GBps is double f ? (f / ceilings.CopyGBps).ToString("P0", Invariant).Replace(" ", "", StringComparison.Ordinal) : "-";
-        output.Write(string.Create(Invariant, $"{c.Kernel,-20} {c.Dtype.Name(),-5} {c.ShapeText,-15} {row.Timing,-6} {time,10} {gbps,7} {fraction,7} "));
+        string fraction = ours.GBps is double f ? (f / row.CeilingGBps(ceilings)).ToString("P0", Invariant).Replace(" ", "", StringComparison.Ordinal) : "-";
+        string copy = row.CeilingGBps(ceilings).ToString("F1", Invariant);
+        output.Write(string.Create(Invariant, $"{c.Kernel,-20} {c.Dtype.Name(),-5} {c.ShapeText,-15} {row.Timing,-6} {time,10} {gbps,7} {copy,5} {fraction,7} "));
         foreach (var name in PeerNames.All)
             output.Write(string.Create(Invariant, $" {Cell(row, name),-11}"));
         output.WriteLine();
@@ -69,6 +70,8 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
         output.WriteLine("a DRAM-resident shape; a peer's GB/s instead of a ratio: LlmKernels has no time for that row.");
         output.WriteLine("timing cold: one call per sample from evicted caches, the same for every implementation (\"of copy\" compares");
         output.WriteLine("with DRAM); warm: repeated calls on cache-resident data (\"of copy\" above 100% is cache bandwidth).");
+        output.WriteLine("copy: the copy ceiling (GB/s) \"of copy\" is against: for cold rows re-measured just before and after");
+        output.WriteLine("LlmKernels' samples (the better of the two; this host's bandwidth drifts), for warm rows the run's, above.");
         output.WriteLine();
         output.WriteLine(string.Create(Invariant, $"{"peer GB/s",-47} {"llmkernels",11} {"ggml",11} {"onnxruntime",11} {"tensorprim",11} {"naive",11}"));
         foreach (var row in rows)

@@ -34,8 +34,13 @@ public sealed record PeerResult(
 /// <paramref name="Cold"/>: every implementation was timed one call per sample after evicting the
 /// caches (a DRAM-class case); otherwise warm, repeated calls.
 /// </summary>
-public sealed record BenchRow(IBenchCase Case, PeerResult Ours, IReadOnlyList<PeerResult> Peers, bool Cold = false)
+public sealed record BenchRow(IBenchCase Case, PeerResult Ours, IReadOnlyList<PeerResult> Peers, bool Cold = false,
+                              double? LocalCopyGBps = null)
 {
+    /// <summary>The copy ceiling this row's fraction is taken against: the one measured next to it (cold rows, see
+    /// <see cref="CopyProbe"/>), else the run's.</summary>
+    public double CeilingGBps(Ceilings run) => LocalCopyGBps ?? run.CopyGBps;
+
     /// <summary>"cold" or "warm", as in the table and the JSON's <c>timing</c>.</summary>
     public string Timing => Cold ? "cold" : "warm";
 
