@@ -7,107 +7,72 @@
  * and sums the deviations from the shift K and their squares (layer_norm.h); pass 2 writes y from
  * L1/L2 (a row of 8192 f32 is 32 KiB, 64 KiB with its residual), with streaming stores for large
  * outputs, while prefetching the next row's inputs. A row whose shifted sums would cancel takes one
- * more pass from cache, the corrected two-pass deviations (layer_norm_deviations). So the DRAM
+ * more pass from cache, the corrected two-pass deviations (layer_norm_sums, not first). So the DRAM
  * traffic is RMSNorm's: inputs once, y once. */
 #include "layer_norm.h"
 #include "norm_simd.h"
 
-/* Pass 1: s1 = sum(v - K) and s2 = sum((v - K)^2) over elements [0, n) (layer_norm.h); returns how
- * many it covered (the caller finishes the tail with the scalar definition). In the PRE form it
- * writes residual = round(residual + x) first. Four chains of each: an add has 4 cycles of latency
- * and two issue per cycle. */
-static LK_INLINE int64_t LK_ISA_SUFFIX(layer_norm_shifted_sums)(const void *x, void *residual, void *stage, int64_t n,
-                                                                lk_dtype dtype, lk_norm_residual mode, lk_vf alpha,
-                                                                float shift, lk_norm_prefetch *prefetch, float *out_s1,
-                                                                float *out_s2) {
-  /* The first half of the next row's inputs is prefetched here, the second half in the output pass:
-   * measured 1.1-1.3x on DRAM-resident PRE and POST rows against prefetching it all in the output
-   * pass, and 1.06x on plain bf16 rows (f32: no change) once the statistics took one pass. */
+/* s1 = sum(v - c) and s2 = sum((v - c)^2) over elements [0, n); returns how many it covered (the
+ * caller finishes the tail with the scalar definition). Four chains of each: an add has 4 cycles
+ * of latency and two issue per cycle.
+ * - `first` (pass 1, from memory, c = the shift K of layer_norm.h): the PRE form writes
+ *   residual = round(residual + x) first, a staged POST row writes v to `stage`, and the first
+ *   half of the next row's inputs is prefetched (the second half in the output pass: measured
+ *   1.1-1.3x on DRAM-resident PRE and POST rows against prefetching it all in the output pass,
+ *   and 1.06x on plain bf16 rows, f32 unchanged, once the statistics took one pass);
+ * - otherwise (the fallback's passes, from cache): v is read as the passes after the first read it. */
+static LK_INLINE int64_t LK_ISA_SUFFIX(layer_norm_sums)(const void *x, void *residual, void *stage, int64_t n,
+                                                        lk_dtype dtype, lk_norm_residual mode, lk_vf alpha, float c,
+                                                        bool first, lk_norm_prefetch *prefetch, float *out_s1,
+                                                        float *out_s2) {
   const int64_t half_size = (int64_t)lk_dtype_size(dtype) / 2;
-  const lk_vf k = lk_v_set1(shift);
+  const lk_vf c_v = lk_v_set1(c);
   lk_vf s1_0 = lk_v_zero(), s1_1 = lk_v_zero(), s1_2 = lk_v_zero(), s1_3 = lk_v_zero();
   lk_vf s2_0 = lk_v_zero(), s2_1 = lk_v_zero(), s2_2 = lk_v_zero(), s2_3 = lk_v_zero();
   int64_t i = 0;
 #define LK_ACCUMULATE(v, s1, s2)                                                                   \
   do {                                                                                             \
-    lk_vf d = lk_v_sub((v), k);                                                                    \
+    lk_vf d = lk_v_sub((v), c_v);                                                                  \
     s1 = lk_v_add(s1, d);                                                                          \
     s2 = lk_v_fmadd(d, d, s2);                                                                     \
   } while (0)
-#define LK_SHIFTED(s1, s2, offset)                                                                 \
-  LK_ACCUMULATE(LK_ISA_SUFFIX(norm_first_input)(x, residual, stage, i + (offset), dtype, mode, alpha), s1, s2)
-  if (dtype == LK_DTYPE_BF16) {
-#define LK_SHIFTED_PAIR(s1_even, s2_even, s1_odd, s2_odd, offset)                                  \
+#define LK_SUMS(s1, s2, offset)                                                                    \
+  LK_ACCUMULATE(first ? LK_ISA_SUFFIX(norm_first_input)(x, residual, stage, i + (offset), dtype, mode, alpha)    \
+                      : LK_ISA_SUFFIX(norm_input)(x, residual, i + (offset), dtype, mode, alpha),               \
+                s1, s2)
+#define LK_PREFETCH()                                                                              \
   do {                                                                                             \
-    lk_vf2 v = LK_ISA_SUFFIX(norm_first_input_pairs)((const uint16_t *)x, (uint16_t *)residual,    \
-                                                     (uint16_t *)stage, i + (offset), mode, alpha); \
+    if (first) lk_norm_prefetch_to(prefetch, (i + 4 * LK_VEC_LANES) * half_size);                  \
+  } while (0)
+  if (dtype == LK_DTYPE_BF16) {
+#define LK_SUMS_PAIR(s1_even, s2_even, s1_odd, s2_odd, offset)                                     \
+  do {                                                                                             \
+    lk_vf2 v = first ? LK_ISA_SUFFIX(norm_first_input_pairs)((const uint16_t *)x, (uint16_t *)residual,          \
+                                                             (uint16_t *)stage, i + (offset), mode, alpha)       \
+                     : LK_ISA_SUFFIX(norm_input_pairs)((const uint16_t *)x, (const uint16_t *)residual,          \
+                                                       i + (offset), mode, alpha);                               \
     LK_ACCUMULATE(v.even, s1_even, s2_even);                                                       \
     LK_ACCUMULATE(v.odd, s1_odd, s2_odd);                                                          \
   } while (0)
     for (; i + 4 * LK_VEC_LANES <= n; i += 4 * LK_VEC_LANES) {
-      lk_norm_prefetch_to(prefetch, (i + 4 * LK_VEC_LANES) * half_size);
-      LK_SHIFTED_PAIR(s1_0, s2_0, s1_1, s2_1, 0);
-      LK_SHIFTED_PAIR(s1_2, s2_2, s1_3, s2_3, 2 * LK_VEC_LANES);
+      LK_PREFETCH();
+      LK_SUMS_PAIR(s1_0, s2_0, s1_1, s2_1, 0);
+      LK_SUMS_PAIR(s1_2, s2_2, s1_3, s2_3, 2 * LK_VEC_LANES);
     }
-    for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) LK_SHIFTED_PAIR(s1_0, s2_0, s1_1, s2_1, 0);
-#undef LK_SHIFTED_PAIR
+    for (; i + 2 * LK_VEC_LANES <= n; i += 2 * LK_VEC_LANES) LK_SUMS_PAIR(s1_0, s2_0, s1_1, s2_1, 0);
+#undef LK_SUMS_PAIR
   } else {
     for (; i + 4 * LK_VEC_LANES <= n; i += 4 * LK_VEC_LANES) {
-      lk_norm_prefetch_to(prefetch, (i + 4 * LK_VEC_LANES) * half_size);
-      LK_SHIFTED(s1_0, s2_0, 0);
-      LK_SHIFTED(s1_1, s2_1, LK_VEC_LANES);
-      LK_SHIFTED(s1_2, s2_2, 2 * LK_VEC_LANES);
-      LK_SHIFTED(s1_3, s2_3, 3 * LK_VEC_LANES);
+      LK_PREFETCH();
+      LK_SUMS(s1_0, s2_0, 0);
+      LK_SUMS(s1_1, s2_1, LK_VEC_LANES);
+      LK_SUMS(s1_2, s2_2, 2 * LK_VEC_LANES);
+      LK_SUMS(s1_3, s2_3, 3 * LK_VEC_LANES);
     }
   }
-  for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) LK_SHIFTED(s1_0, s2_0, 0);
-#undef LK_SHIFTED
-#undef LK_ACCUMULATE
-  *out_s1 = lk_v_hsum(lk_v_add(lk_v_add(s1_0, s1_2), lk_v_add(s1_1, s1_3)));
-  *out_s2 = lk_v_hsum(lk_v_add(lk_v_add(s2_0, s2_2), lk_v_add(s2_1, s2_3)));
-  return i;
-}
-
-/* The fallback pass (layer_norm.h): s1 = sum(v - m0) and s2 = sum((v - m0)^2) over elements
- * [0, n), from cache; returns how many it covered. Four chains of each. */
-static LK_INLINE int64_t LK_ISA_SUFFIX(layer_norm_deviations)(const void *x, const void *residual, int64_t n,
-                                                              lk_dtype dtype, lk_norm_residual mode, lk_vf alpha,
-                                                              float m0, float *out_s1, float *out_s2) {
-  const lk_vf m0_v = lk_v_set1(m0);
-  lk_vf s1_0 = lk_v_zero(), s1_1 = lk_v_zero(), s1_2 = lk_v_zero(), s1_3 = lk_v_zero();
-  lk_vf s2_0 = lk_v_zero(), s2_1 = lk_v_zero(), s2_2 = lk_v_zero(), s2_3 = lk_v_zero();
-  int64_t i = 0;
-#define LK_ACCUMULATE(v, s1, s2)                                                                   \
-  do {                                                                                             \
-    lk_vf d = lk_v_sub((v), m0_v);                                                                 \
-    s1 = lk_v_add(s1, d);                                                                          \
-    s2 = lk_v_fmadd(d, d, s2);                                                                     \
-  } while (0)
-#define LK_DEVIATION(s1, s2, offset)                                                               \
-  LK_ACCUMULATE(LK_ISA_SUFFIX(norm_input)(x, residual, i + (offset), dtype, mode, alpha), s1, s2)
-  if (dtype == LK_DTYPE_BF16) {
-#define LK_DEVIATION_PAIR(s1_even, s2_even, s1_odd, s2_odd, offset)                                \
-  do {                                                                                             \
-    lk_vf2 v = LK_ISA_SUFFIX(norm_input_pairs)((const uint16_t *)x, (const uint16_t *)residual,    \
-                                               i + (offset), mode, alpha);                         \
-    LK_ACCUMULATE(v.even, s1_even, s2_even);                                                       \
-    LK_ACCUMULATE(v.odd, s1_odd, s2_odd);                                                          \
-  } while (0)
-    for (; i + 4 * LK_VEC_LANES <= n; i += 4 * LK_VEC_LANES) {
-      LK_DEVIATION_PAIR(s1_0, s2_0, s1_1, s2_1, 0);
-      LK_DEVIATION_PAIR(s1_2, s2_2, s1_3, s2_3, 2 * LK_VEC_LANES);
-    }
-#undef LK_DEVIATION_PAIR
-  } else {
-    for (; i + 4 * LK_VEC_LANES <= n; i += 4 * LK_VEC_LANES) {
-      LK_DEVIATION(s1_0, s2_0, 0);
-      LK_DEVIATION(s1_1, s2_1, LK_VEC_LANES);
-      LK_DEVIATION(s1_2, s2_2, 2 * LK_VEC_LANES);
-      LK_DEVIATION(s1_3, s2_3, 3 * LK_VEC_LANES);
-    }
-  }
-  for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) LK_DEVIATION(s1_0, s2_0, 0);
-#undef LK_DEVIATION
+  for (; i + LK_VEC_LANES <= n; i += LK_VEC_LANES) LK_SUMS(s1_0, s2_0, 0);
+#undef LK_PREFETCH
+#undef LK_SUMS
 #undef LK_ACCUMULATE
   *out_s1 = lk_v_hsum(lk_v_add(lk_v_add(s1_0, s1_2), lk_v_add(s1_1, s1_3)));
   *out_s2 = lk_v_hsum(lk_v_add(lk_v_add(s2_0, s2_2), lk_v_add(s2_1, s2_3)));
@@ -282,7 +247,7 @@ static LK_INLINE int64_t LK_ISA_SUFFIX(layer_norm_output)(const void *x, const v
                                                           const lk_layer_split *split, lk_dtype dtype,
                                                           lk_dtype weight_dtype, lk_norm_residual mode, lk_vf alpha,
                                                           bool offset_one, bool finite) {
-  /* The second half of the next row's inputs (see layer_norm_shifted_sums). */
+  /* The second half of the next row's inputs (see layer_norm_sums). */
   const int64_t half_size = (int64_t)lk_dtype_size(dtype) / 2;
   const bool has_weight = weight != NULL, has_bias = bias != NULL;
   const lk_vf mean_v = lk_v_set1(mean), rstd_v = lk_v_set1(rstd), one = lk_v_set1(1.0f);
@@ -368,7 +333,7 @@ static LK_INLINE void LK_ISA_SUFFIX(layer_norm_row)(const lk_norm_job *job, int6
   const float eps = job->p.eps, alpha = job->p.alpha;
   const lk_vf alpha_v = lk_v_set1(alpha);
   const bool stream = job->streaming;
-  /* Next-row prefetch into L2 (see layer_norm_shifted_sums and layer_norm_output), as in rms_norm_simd.h. */
+  /* Next-row prefetch into L2 (see layer_norm_sums and layer_norm_output), as in rms_norm_simd.h. */
   const char *const x_next = stream && !last_row ? (const char *)x + job->p.x_stride * size : NULL;
   const char *const residual_next = has_residual && x_next ? (const char *)residual + job->p.residual_stride * size : NULL;
 
@@ -378,7 +343,7 @@ static LK_INLINE void LK_ISA_SUFFIX(layer_norm_row)(const lk_norm_job *job, int6
   lk_norm_prefetch prefetch = {x_next, residual_next, 0};
   const float shift = lk_layer_norm_shift(x, residual, n, dtype, mode, alpha);
   float s1, s2;
-  int64_t i = LK_ISA_SUFFIX(layer_norm_shifted_sums)(x, residual, stage, n, dtype, mode, alpha_v, shift, &prefetch, &s1, &s2);
+  int64_t i = LK_ISA_SUFFIX(layer_norm_sums)(x, residual, stage, n, dtype, mode, alpha_v, shift, true, &prefetch, &s1, &s2);
   for (; i < n; i++) {
     float v = lk_norm_first_pass_element(x, residual, i, dtype, mode, alpha);
     if (stage) lk_store_element(stage, i, dtype, v);
@@ -395,8 +360,8 @@ static LK_INLINE void LK_ISA_SUFFIX(layer_norm_row)(const lk_norm_job *job, int6
     float m0 = 0.0f;
     for (int pass = 0; pass < 2; pass++) {
       const float from = pass == 0 ? 0.0f : m0;
-      if (staged) i = LK_ISA_SUFFIX(layer_norm_deviations)(x, stage, n, dtype, LK_NORM_RESIDUAL_PRE, alpha_v, from, &s1, &s2);
-      else i = LK_ISA_SUFFIX(layer_norm_deviations)(x, residual, n, dtype, mode, alpha_v, from, &s1, &s2);
+      if (staged) i = LK_ISA_SUFFIX(layer_norm_sums)(x, stage, NULL, n, dtype, LK_NORM_RESIDUAL_PRE, alpha_v, from, false, NULL, &s1, &s2);
+      else i = LK_ISA_SUFFIX(layer_norm_sums)(x, residual, NULL, n, dtype, mode, alpha_v, from, false, NULL, &s1, &s2);
       for (; i < n; i++) {
         float d = lk_norm_input_element(x, residual, i, dtype, mode, alpha) - from;
         s1 += d;
