@@ -153,4 +153,22 @@ internal static unsafe partial class NativeMethods
     [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
     [return: NativeTypeName("lk_status")]
     internal static partial Status T5RelativePositionBias([NativeTypeName("const lk_t5_bias_params *")] T5BiasParams* @params);
+
+    /// <summary><c>lk_kv_cache_write</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_kv_cache_write")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status KvCacheWrite([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_kv_cache_write_params *")] KvCacheWriteParams* @params);
+
+    /// <summary><c>lk_kv_cache_gather</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_kv_cache_gather")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status KvCacheGather([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_kv_cache_gather_params *")] KvCacheGatherParams* @params);
+
+    /// <summary><c>lk_kv_cache_copy_blocks</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_kv_cache_copy_blocks")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status KvCacheCopyBlocks([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_kv_cache_copy_blocks_params *")] KvCacheCopyBlocksParams* @params);
 }

@@ -597,3 +597,149 @@ internal unsafe partial struct T5BiasParams
     [NativeTypeName("int32_t")]
     public int Bidirectional;
 }
+
+/// <summary>
+/// <c>lk_paged_kv_cache</c>: ---- Paged KV cache ------------------------------------------------------------------------------
+/// One layer's cache in vLLM's flash layout: key_cache and value_cache, each
+/// [num_blocks, block_size, num_kv_heads, head_dim], contiguous, in `dtype`. Slot s = block *
+/// block_size + offset names one token's row (num_kv_heads * head_dim elements) in both. Every call
+/// validates everything it will read or write before it writes anything: a slot, block id or length
+/// outside the cache is LK_ERR_INVALID_ARGUMENT naming the argument and the index, and nothing is
+/// written. docs/kv_cache.md has the contracts.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct PagedKvCache
+{
+    /// <summary><c>key_cache</c></summary>
+    [NativeTypeName("void *")]
+    public void* KeyCache;
+
+    /// <summary><c>value_cache</c></summary>
+    [NativeTypeName("void *")]
+    public void* ValueCache;
+
+    /// <summary><c>num_blocks</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumBlocks;
+
+    /// <summary><c>block_size</c></summary>
+    [NativeTypeName("int64_t")]
+    public long BlockSize;
+
+    /// <summary><c>num_kv_heads</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumKvHeads;
+
+    /// <summary><c>head_dim</c></summary>
+    [NativeTypeName("int64_t")]
+    public long HeadDim;
+
+    /// <summary><c>dtype</c></summary>
+    [NativeTypeName("lk_dtype")]
+    public Dtype Dtype;
+}
+
+/// <summary>
+/// <c>lk_kv_cache_write_params</c>: vLLM's reshape_and_cache_flash: key and value rows [num_tokens, num_kv_heads, head_dim] (token
+/// strides in elements; 0 = num_kv_heads * head_dim) are copied to the cache rows slot_mapping[t].
+/// A negative slot is padding: that token is skipped. A slot at or past num_blocks * block_size, or
+/// a slot two tokens name, is an error naming the token. key, value and the cache must not overlap.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct KvCacheWriteParams
+{
+    /// <summary><c>cache</c></summary>
+    [NativeTypeName("lk_paged_kv_cache")]
+    public PagedKvCache Cache;
+
+    /// <summary><c>key</c></summary>
+    [NativeTypeName("const void *")]
+    public void* Key;
+
+    /// <summary><c>value</c></summary>
+    [NativeTypeName("const void *")]
+    public void* Value;
+
+    /// <summary><c>num_tokens</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumTokens;
+
+    /// <summary><c>key_stride</c></summary>
+    [NativeTypeName("int64_t")]
+    public long KeyStride;
+
+    /// <summary><c>value_stride</c></summary>
+    [NativeTypeName("int64_t")]
+    public long ValueStride;
+
+    /// <summary><c>slot_mapping</c>: [num_tokens]</summary>
+    [NativeTypeName("const int64_t *")]
+    public long* SlotMapping;
+}
+
+/// <summary>
+/// <c>lk_kv_cache_gather_params</c>: The pages of num_seqs sequences, gathered into contiguous key_out and value_out
+/// [sum(seq_lens), num_kv_heads, head_dim], sequence after sequence: token i of sequence s comes from
+/// block block_tables[s * max_blocks_per_seq + i / block_size], offset i % block_size. Only the
+/// entries a sequence uses are read (and checked): ceil(seq_lens[s] / block_size) of them, which must
+/// fit in max_blocks_per_seq (block_tables may be NULL when no sequence uses one). out_tokens is the
+/// capacity of key_out and value_out in rows.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct KvCacheGatherParams
+{
+    /// <summary><c>cache</c></summary>
+    [NativeTypeName("lk_paged_kv_cache")]
+    public PagedKvCache Cache;
+
+    /// <summary><c>block_tables</c>: [num_seqs, max_blocks_per_seq]</summary>
+    [NativeTypeName("const int32_t *")]
+    public int* BlockTables;
+
+    /// <summary><c>max_blocks_per_seq</c></summary>
+    [NativeTypeName("int64_t")]
+    public long MaxBlocksPerSeq;
+
+    /// <summary><c>seq_lens</c>: [num_seqs]</summary>
+    [NativeTypeName("const int32_t *")]
+    public int* SeqLens;
+
+    /// <summary><c>num_seqs</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumSeqs;
+
+    /// <summary><c>key_out</c></summary>
+    [NativeTypeName("void *")]
+    public void* KeyOut;
+
+    /// <summary><c>value_out</c></summary>
+    [NativeTypeName("void *")]
+    public void* ValueOut;
+
+    /// <summary><c>out_tokens</c></summary>
+    [NativeTypeName("int64_t")]
+    public long OutTokens;
+}
+
+/// <summary>
+/// <c>lk_kv_cache_copy_blocks_params</c>: vLLM's copy_blocks, for copy-on-write prefix sharing: whole blocks of key_cache and value_cache
+/// copied src -&gt; dst for each pair block_mapping[2 p], block_mapping[2 p + 1]. A destination named
+/// twice, or a block that is the destination of one pair and the source of another (the result
+/// would depend on the order), is an error naming the pair. A pair with src == dst copies nothing
+/// and takes no part in those checks (its block may appear in other pairs).
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct KvCacheCopyBlocksParams
+{
+    /// <summary><c>cache</c></summary>
+    [NativeTypeName("lk_paged_kv_cache")]
+    public PagedKvCache Cache;
+
+    /// <summary><c>block_mapping</c>: [num_pairs, 2]: (src, dst)</summary>
+    [NativeTypeName("const int64_t *")]
+    public long* BlockMapping;
+
+    /// <summary><c>num_pairs</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumPairs;
+}

@@ -31,7 +31,7 @@ extern "C" {
 
 /* Bumped whenever a params struct, an enum value or a signature changes; the managed layer refuses
  * a native library whose lk_abi_version() differs from the one its bindings were generated for. */
-#define LK_ABI_VERSION 2
+#define LK_ABI_VERSION 3
 
 typedef enum lk_status {
   LK_OK = 0,
@@ -334,6 +334,71 @@ typedef struct lk_t5_bias_params {
 } lk_t5_bias_params;
 
 LK_API lk_status lk_t5_relative_position_bias(const lk_t5_bias_params *params);
+
+/* ---- Paged KV cache ------------------------------------------------------------------------------
+ * One layer's cache in vLLM's flash layout: key_cache and value_cache, each
+ * [num_blocks, block_size, num_kv_heads, head_dim], contiguous, in `dtype`. Slot s = block *
+ * block_size + offset names one token's row (num_kv_heads * head_dim elements) in both. Every call
+ * validates everything it will read or write before it writes anything: a slot, block id or length
+ * outside the cache is LK_ERR_INVALID_ARGUMENT naming the argument and the index, and nothing is
+ * written. docs/kv_cache.md has the contracts. */
+typedef struct lk_paged_kv_cache {
+  void *key_cache;
+  void *value_cache;
+  int64_t num_blocks;
+  int64_t block_size;
+  int64_t num_kv_heads;
+  int64_t head_dim;
+  lk_dtype dtype;
+} lk_paged_kv_cache;
+
+/* vLLM's reshape_and_cache_flash: key and value rows [num_tokens, num_kv_heads, head_dim] (token
+ * strides in elements; 0 = num_kv_heads * head_dim) are copied to the cache rows slot_mapping[t].
+ * A negative slot is padding: that token is skipped. A slot at or past num_blocks * block_size, or
+ * a slot two tokens name, is an error naming the token. key, value and the cache must not overlap. */
+typedef struct lk_kv_cache_write_params {
+  lk_paged_kv_cache cache;
+  const void *key;
+  const void *value;
+  int64_t num_tokens;
+  int64_t key_stride;
+  int64_t value_stride;
+  const int64_t *slot_mapping; /* [num_tokens] */
+} lk_kv_cache_write_params;
+
+LK_API lk_status lk_kv_cache_write(lk_cpu_context *context, const lk_kv_cache_write_params *params);
+
+/* The pages of num_seqs sequences, gathered into contiguous key_out and value_out
+ * [sum(seq_lens), num_kv_heads, head_dim], sequence after sequence: token i of sequence s comes from
+ * block block_tables[s * max_blocks_per_seq + i / block_size], offset i % block_size. Only the
+ * entries a sequence uses are read (and checked): ceil(seq_lens[s] / block_size) of them, which must
+ * fit in max_blocks_per_seq (block_tables may be NULL when no sequence uses one). out_tokens is the
+ * capacity of key_out and value_out in rows. */
+typedef struct lk_kv_cache_gather_params {
+  lk_paged_kv_cache cache;
+  const int32_t *block_tables; /* [num_seqs, max_blocks_per_seq] */
+  int64_t max_blocks_per_seq;
+  const int32_t *seq_lens;     /* [num_seqs] */
+  int64_t num_seqs;
+  void *key_out;
+  void *value_out;
+  int64_t out_tokens;
+} lk_kv_cache_gather_params;
+
+LK_API lk_status lk_kv_cache_gather(lk_cpu_context *context, const lk_kv_cache_gather_params *params);
+
+/* vLLM's copy_blocks, for copy-on-write prefix sharing: whole blocks of key_cache and value_cache
+ * copied src -> dst for each pair block_mapping[2 p], block_mapping[2 p + 1]. A destination named
+ * twice, or a block that is the destination of one pair and the source of another (the result
+ * would depend on the order), is an error naming the pair. A pair with src == dst copies nothing
+ * and takes no part in those checks (its block may appear in other pairs). */
+typedef struct lk_kv_cache_copy_blocks_params {
+  lk_paged_kv_cache cache;
+  const int64_t *block_mapping; /* [num_pairs, 2]: (src, dst) */
+  int64_t num_pairs;
+} lk_kv_cache_copy_blocks_params;
+
+LK_API lk_status lk_kv_cache_copy_blocks(lk_cpu_context *context, const lk_kv_cache_copy_blocks_params *params);
 
 #ifdef __cplusplus
 }

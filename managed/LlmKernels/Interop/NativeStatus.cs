@@ -30,17 +30,30 @@ internal static unsafe class NativeStatus
         };
     }
 
-    // Native messages start with the argument's C name: "x_stride: ...".
+    // Native messages start with the argument's C name, with an index where one element is at fault:
+    // "x_stride: ...", "slot_mapping[4]: ...", "block_tables[1][2]: ...".
     private static string? ParameterName(string message)
     {
         int colon = message.IndexOf(':');
         string name = colon > 0 ? message[..colon] : "";
+        int bracket = name.IndexOf('[');
+        if (bracket > 0)
+            name = name[..bracket];
         return name switch
         {
             "" => null,
             "y" => "destination",
             "eps" => "epsilon",
             "num_threads" or "isa" => "options",
+            // The paged KV cache (KvCache): the C# parameter each native argument comes from.
+            "slot_mapping" => "slotMapping",
+            "block_tables" => "blockTables",
+            "seq_lens" => "seqLens",
+            "block_mapping" => "blockMapping",
+            "out_tokens" => "keyOut",
+            "cache.key_cache" => "keyCache",
+            "cache.value_cache" => "valueCache",
+            _ when name.StartsWith("cache", StringComparison.Ordinal) => "layout",
             _ => name,
         };
     }

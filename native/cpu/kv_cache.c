@@ -1,0 +1,347 @@
+/* The paged KV cache operations of llmkernels.h: write (vLLM's reshape_and_cache_flash), gather
+ * and copy blocks (vLLM's copy_blocks), over one layer's cache in the flash layout
+ * [num_blocks, block_size, num_kv_heads, head_dim].
+ *
+ * All three move whole rows (num_kv_heads * head_dim elements) or whole blocks without touching
+ * their values, so the copies are memcpy: the C library's copy is already the fastest way to move
+ * a contiguous run on every ISA, and a vector loop of ours would only match it. The work is in the
+ * validation, which reads every index before anything is written, so that a bad slot or block id
+ * is an error and never a write outside the cache (docs/kv_cache.md). */
+#include "lk_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Below this many bytes per extra thread a call runs on the caller (a wake-up costs microseconds). */
+#define LK_KV_MIN_BYTES_PER_THREAD ((int64_t)256 << 10)
+
+typedef struct kv_geometry {
+  int64_t row_elements; /* num_kv_heads * head_dim */
+  int64_t row_bytes;
+  int64_t slots;        /* num_blocks * block_size */
+  int64_t block_bytes;  /* block_size rows */
+} kv_geometry;
+
+static lk_status validate_cache(const lk_paged_kv_cache *c, kv_geometry *g) {
+  if (!c->key_cache) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.key_cache: NULL");
+  if (!c->value_cache) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.value_cache: NULL");
+  if (!lk_dtype_valid(c->dtype)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.dtype: %d is not a dtype", (int)c->dtype);
+  if (c->num_blocks <= 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.num_blocks: %lld, must be positive", (long long)c->num_blocks);
+  if (c->block_size <= 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.block_size: %lld, must be positive", (long long)c->block_size);
+  if (c->num_kv_heads <= 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.num_kv_heads: %lld, must be positive", (long long)c->num_kv_heads);
+  if (c->head_dim <= 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.head_dim: %lld, must be positive", (long long)c->head_dim);
+  if (c->num_kv_heads > INT64_MAX / c->head_dim || c->num_blocks > INT64_MAX / c->block_size)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache: num_blocks * block_size * num_kv_heads * head_dim overflows");
+  g->row_elements = c->num_kv_heads * c->head_dim;
+  g->slots = c->num_blocks * c->block_size;
+  const int64_t key_bytes = lk_extent_bytes(c->key_cache, g->slots, g->row_elements, g->row_elements, c->dtype);
+  const int64_t value_bytes = lk_extent_bytes(c->value_cache, g->slots, g->row_elements, g->row_elements, c->dtype);
+  if (key_bytes < 0 || value_bytes < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache: num_blocks * block_size * num_kv_heads * head_dim overflows");
+  g->row_bytes = g->row_elements * (int64_t)lk_dtype_size(c->dtype);
+  g->block_bytes = g->row_bytes * c->block_size;
+  if (lk_spans_overlap(lk_rows_span(c->key_cache, g->slots, g->row_elements, g->row_elements, c->dtype),
+                       lk_rows_span(c->value_cache, g->slots, g->row_elements, g->row_elements, c->dtype)))
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.value_cache: overlaps cache.key_cache");
+  return LK_OK;
+}
+
+static bool overlaps_cache(const lk_paged_kv_cache *c, const kv_geometry *g, lk_span s) {
+  return lk_spans_overlap(s, lk_rows_span(c->key_cache, g->slots, g->row_elements, g->row_elements, c->dtype)) ||
+         lk_spans_overlap(s, lk_rows_span(c->value_cache, g->slots, g->row_elements, g->row_elements, c->dtype));
+}
+
+/* ---- duplicate detection ----------------------------------------------------------------------
+ * (value, index) pairs sorted by value, then index: equal neighbours are a duplicate, and the
+ * later index is the one reported. The pairs live in the context's scratch when they fit (256 KiB
+ * a thread: 16384 pairs each), else in a heap buffer for this call. */
+typedef struct kv_keyed { int64_t value, index; } kv_keyed;
+
+static int compare_keyed(const void *a, const void *b) {
+  const kv_keyed *x = (const kv_keyed *)a, *y = (const kv_keyed *)b;
+  if (x->value != y->value) return x->value < y->value ? -1 : 1;
+  return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static kv_keyed *keyed_buffer(lk_cpu_context *context, int64_t count, bool *heap) {
+  *heap = false;
+  const size_t bytes = (size_t)count * sizeof(kv_keyed);
+  if (bytes <= (size_t)context->num_threads * context->scratch_bytes) return (kv_keyed *)context->scratch;
+  *heap = true;
+  return (kv_keyed *)malloc(bytes > 0 ? bytes : 1);
+}
+
+/* ---- write -------------------------------------------------------------------------------------- */
+
+typedef struct kv_write_job {
+  lk_kv_cache_write_params p; /* strides resolved */
+  kv_geometry g;
+} kv_write_job;
+
+static void write_rows(const void *job_, int64_t begin, int64_t end) {
+  const kv_write_job *job = (const kv_write_job *)job_;
+  const int64_t size = (int64_t)lk_dtype_size(job->p.cache.dtype);
+  for (int64_t t = begin; t < end; t++) {
+    const int64_t slot = job->p.slot_mapping[t];
+    if (slot < 0) continue; /* padding */
+    memcpy((char *)job->p.cache.key_cache + slot * job->g.row_bytes, (const char *)job->p.key + t * job->p.key_stride * size,
+           (size_t)job->g.row_bytes);
+    memcpy((char *)job->p.cache.value_cache + slot * job->g.row_bytes,
+           (const char *)job->p.value + t * job->p.value_stride * size, (size_t)job->g.row_bytes);
+  }
+}
+
+static lk_status validate_write(lk_cpu_context *context, const lk_kv_cache_write_params *params, kv_write_job *job) {
+  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  job->p = *params;
+  lk_kv_cache_write_params *p = &job->p;
+  lk_status status = validate_cache(&p->cache, &job->g);
+  if (status != LK_OK) return status;
+  if (p->num_tokens < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_tokens: %lld, must not be negative", (long long)p->num_tokens);
+  if (p->num_tokens == 0) return LK_OK;
+  if (!p->key) return lk_fail(LK_ERR_INVALID_ARGUMENT, "key: NULL");
+  if (!p->value) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value: NULL");
+  if (!p->slot_mapping) return lk_fail(LK_ERR_INVALID_ARGUMENT, "slot_mapping: NULL");
+  const int64_t row = job->g.row_elements;
+  if (p->key_stride == 0) p->key_stride = row;
+  if (p->value_stride == 0) p->value_stride = row;
+  if (p->key_stride < row)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "key_stride: %lld is less than num_kv_heads * head_dim = %lld", (long long)p->key_stride,
+                   (long long)row);
+  if (p->value_stride < row)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_stride: %lld is less than num_kv_heads * head_dim = %lld",
+                   (long long)p->value_stride, (long long)row);
+  if (lk_extent_bytes(p->key, p->num_tokens, row, p->key_stride, p->cache.dtype) < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "key: num_tokens * key_stride overflows");
+  if (lk_extent_bytes(p->value, p->num_tokens, row, p->value_stride, p->cache.dtype) < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "value: num_tokens * value_stride overflows");
+  if (overlaps_cache(&p->cache, &job->g, lk_rows_span(p->key, p->num_tokens, row, p->key_stride, p->cache.dtype)))
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "key: overlaps the cache");
+  if (overlaps_cache(&p->cache, &job->g, lk_rows_span(p->value, p->num_tokens, row, p->value_stride, p->cache.dtype)))
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "value: overlaps the cache");
+
+  int64_t used = 0;
+  for (int64_t t = 0; t < p->num_tokens; t++) {
+    const int64_t slot = p->slot_mapping[t];
+    if (slot >= job->g.slots)
+      return lk_fail(LK_ERR_INVALID_ARGUMENT,
+                     "slot_mapping[%lld]: slot %lld is outside the cache (num_blocks * block_size = %lld slots)", (long long)t,
+                     (long long)slot, (long long)job->g.slots);
+    if (slot >= 0) used++;
+  }
+  /* Two tokens writing one slot would leave whichever ran last: refused, as vLLM's scheduler never
+   * asks for it. */
+  bool heap;
+  kv_keyed *keyed = keyed_buffer(context, used, &heap);
+  if (!keyed) return lk_fail(LK_ERR_OUT_OF_MEMORY, "slot_mapping: no memory to check %lld slots for duplicates", (long long)used);
+  int64_t k = 0;
+  for (int64_t t = 0; t < p->num_tokens; t++)
+    if (p->slot_mapping[t] >= 0) keyed[k++] = (kv_keyed){p->slot_mapping[t], t};
+  qsort(keyed, (size_t)used, sizeof *keyed, compare_keyed);
+  status = LK_OK;
+  for (int64_t i = 1; i < used && status == LK_OK; i++)
+    if (keyed[i].value == keyed[i - 1].value)
+      status = lk_fail(LK_ERR_INVALID_ARGUMENT, "slot_mapping[%lld]: slot %lld is also the slot of token %lld",
+                       (long long)keyed[i].index, (long long)keyed[i].value, (long long)keyed[i - 1].index);
+  if (heap) free(keyed);
+  return status;
+}
+
+LK_API lk_status lk_kv_cache_write(lk_cpu_context *context, const lk_kv_cache_write_params *params) {
+  lk_status status = lk_context_enter(context);
+  if (status != LK_OK) return status;
+  kv_write_job job;
+  memset(&job, 0, sizeof job);
+  status = validate_write(context, params, &job);
+  if (status == LK_OK && job.p.num_tokens > 0)
+    lk_parallel_rows(context, write_rows, &job, job.p.num_tokens, 2 * job.g.row_bytes, LK_KV_MIN_BYTES_PER_THREAD);
+  lk_context_leave(context);
+  return status;
+}
+
+/* ---- gather ------------------------------------------------------------------------------------- */
+
+typedef struct kv_gather_job {
+  lk_kv_cache_gather_params p;
+  kv_geometry g;
+} kv_gather_job;
+
+/* Units are (sequence, block) pairs in order; rows [begin, end) of units are copied, each unit a
+ * contiguous run of up to block_size rows from its block. A thread finds its first unit by walking
+ * the sequences' block counts: O(num_seqs), small next to the copy. */
+static void gather_units(const void *job_, int64_t begin, int64_t end) {
+  const kv_gather_job *job = (const kv_gather_job *)job_;
+  const lk_kv_cache_gather_params *p = &job->p;
+  const int64_t bs = p->cache.block_size;
+  int64_t unit = 0, out_row = 0;
+  for (int64_t s = 0; s < p->num_seqs && unit < end; s++) {
+    const int64_t len = p->seq_lens[s], blocks = (len + bs - 1) / bs;
+    if (unit + blocks <= begin) {
+      unit += blocks;
+      out_row += len;
+      continue;
+    }
+    for (int64_t j = 0; j < blocks && unit < end; j++, unit++) {
+      if (unit < begin) continue;
+      const int64_t block = p->block_tables[s * p->max_blocks_per_seq + j];
+      const int64_t rows = len - j * bs < bs ? len - j * bs : bs;
+      const size_t bytes = (size_t)(rows * job->g.row_bytes);
+      const int64_t from = block * job->g.block_bytes, to = (out_row + j * bs) * job->g.row_bytes;
+      memcpy((char *)p->key_out + to, (const char *)p->cache.key_cache + from, bytes);
+      memcpy((char *)p->value_out + to, (const char *)p->cache.value_cache + from, bytes);
+    }
+    out_row += len;
+  }
+}
+
+static lk_status validate_gather(const lk_kv_cache_gather_params *params, kv_gather_job *job, int64_t *units) {
+  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  job->p = *params;
+  const lk_kv_cache_gather_params *p = &job->p;
+  lk_status status = validate_cache(&p->cache, &job->g);
+  if (status != LK_OK) return status;
+  if (p->num_seqs < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_seqs: %lld, must not be negative", (long long)p->num_seqs);
+  if (p->out_tokens < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_tokens: %lld, must not be negative", (long long)p->out_tokens);
+  *units = 0;
+  if (p->num_seqs == 0) return LK_OK;
+  if (!p->seq_lens) return lk_fail(LK_ERR_INVALID_ARGUMENT, "seq_lens: NULL");
+  if (p->max_blocks_per_seq < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_blocks_per_seq: %lld, must not be negative", (long long)p->max_blocks_per_seq);
+  if (p->max_blocks_per_seq > INT64_MAX / p->num_seqs || p->max_blocks_per_seq > INT64_MAX / p->cache.block_size)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_blocks_per_seq: %lld overflows with num_seqs or block_size",
+                   (long long)p->max_blocks_per_seq);
+  const int64_t covered = p->max_blocks_per_seq * p->cache.block_size;
+  int64_t total = 0;
+  for (int64_t s = 0; s < p->num_seqs; s++) {
+    const int64_t len = p->seq_lens[s];
+    if (len < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "seq_lens[%lld]: %lld, must not be negative", (long long)s, (long long)len);
+    if (len > covered)
+      return lk_fail(LK_ERR_INVALID_ARGUMENT,
+                     "seq_lens[%lld]: %lld tokens need more than the block table's max_blocks_per_seq * block_size = %lld",
+                     (long long)s, (long long)len, (long long)covered);
+    const int64_t blocks = (len + p->cache.block_size - 1) / p->cache.block_size;
+    /* Only the entries a sequence uses are read: empty sequences need no table at all. */
+    if (blocks > 0 && !p->block_tables) return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables: NULL");
+    for (int64_t j = 0; j < blocks; j++) {
+      const int64_t block = p->block_tables[s * p->max_blocks_per_seq + j];
+      if (block < 0 || block >= p->cache.num_blocks)
+        return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables[%lld][%lld]: block %lld is outside [0, num_blocks = %lld)",
+                       (long long)s, (long long)j, (long long)block, (long long)p->cache.num_blocks);
+    }
+    total += len;
+    *units += blocks;
+  }
+  if (total > p->out_tokens)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_tokens: %lld rows cannot hold sum(seq_lens) = %lld", (long long)p->out_tokens,
+                   (long long)total);
+  if (total == 0) return LK_OK;
+  if (!p->key_out) return lk_fail(LK_ERR_INVALID_ARGUMENT, "key_out: NULL");
+  if (!p->value_out) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_out: NULL");
+  const int64_t row = job->g.row_elements;
+  if (lk_extent_bytes(p->key_out, total, row, row, p->cache.dtype) < 0 ||
+      lk_extent_bytes(p->value_out, total, row, row, p->cache.dtype) < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_tokens: sum(seq_lens) * num_kv_heads * head_dim overflows");
+  const lk_span key_out = lk_rows_span(p->key_out, total, row, row, p->cache.dtype);
+  const lk_span value_out = lk_rows_span(p->value_out, total, row, row, p->cache.dtype);
+  if (overlaps_cache(&p->cache, &job->g, key_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "key_out: overlaps the cache");
+  if (overlaps_cache(&p->cache, &job->g, value_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_out: overlaps the cache");
+  if (lk_spans_overlap(key_out, value_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_out: overlaps key_out");
+  return LK_OK;
+}
+
+LK_API lk_status lk_kv_cache_gather(lk_cpu_context *context, const lk_kv_cache_gather_params *params) {
+  lk_status status = lk_context_enter(context);
+  if (status != LK_OK) return status;
+  kv_gather_job job;
+  memset(&job, 0, sizeof job);
+  int64_t units = 0;
+  status = validate_gather(params, &job, &units);
+  if (status == LK_OK && units > 0)
+    lk_parallel_rows(context, gather_units, &job, units, 2 * job.g.block_bytes, LK_KV_MIN_BYTES_PER_THREAD);
+  lk_context_leave(context);
+  return status;
+}
+
+/* ---- copy blocks -------------------------------------------------------------------------------- */
+
+typedef struct kv_copy_job {
+  lk_kv_cache_copy_blocks_params p;
+  kv_geometry g;
+} kv_copy_job;
+
+static void copy_pairs(const void *job_, int64_t begin, int64_t end) {
+  const kv_copy_job *job = (const kv_copy_job *)job_;
+  for (int64_t i = begin; i < end; i++) {
+    const int64_t src = job->p.block_mapping[2 * i], dst = job->p.block_mapping[2 * i + 1];
+    if (src == dst) continue;
+    const size_t bytes = (size_t)job->g.block_bytes;
+    memcpy((char *)job->p.cache.key_cache + dst * job->g.block_bytes,
+           (const char *)job->p.cache.key_cache + src * job->g.block_bytes, bytes);
+    memcpy((char *)job->p.cache.value_cache + dst * job->g.block_bytes,
+           (const char *)job->p.cache.value_cache + src * job->g.block_bytes, bytes);
+  }
+}
+
+static lk_status validate_copy(lk_cpu_context *context, const lk_kv_cache_copy_blocks_params *params, kv_copy_job *job) {
+  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  job->p = *params;
+  const lk_kv_cache_copy_blocks_params *p = &job->p;
+  lk_status status = validate_cache(&p->cache, &job->g);
+  if (status != LK_OK) return status;
+  if (p->num_pairs < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_pairs: %lld, must not be negative", (long long)p->num_pairs);
+  if (p->num_pairs == 0) return LK_OK;
+  if (!p->block_mapping) return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping: NULL");
+  int64_t copies = 0;
+  for (int64_t i = 0; i < p->num_pairs; i++)
+    for (int side = 0; side < 2; side++) {
+      const int64_t block = p->block_mapping[2 * i + side];
+      if (block < 0 || block >= p->cache.num_blocks)
+        return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping[%lld][%d]: block %lld is outside [0, num_blocks = %lld)",
+                       (long long)i, side, (long long)block, (long long)p->cache.num_blocks);
+      if (side == 1 && block != p->block_mapping[2 * i]) copies++;
+    }
+  /* Destinations of the pairs that copy (src != dst), sorted: a repeat is a destination named twice,
+   * and a source found among them would be read or overwritten depending on the order. */
+  bool heap;
+  kv_keyed *dst = keyed_buffer(context, copies, &heap);
+  if (!dst) return lk_fail(LK_ERR_OUT_OF_MEMORY, "block_mapping: no memory to check %lld pairs", (long long)copies);
+  int64_t k = 0;
+  for (int64_t i = 0; i < p->num_pairs; i++)
+    if (p->block_mapping[2 * i] != p->block_mapping[2 * i + 1]) dst[k++] = (kv_keyed){p->block_mapping[2 * i + 1], i};
+  qsort(dst, (size_t)copies, sizeof *dst, compare_keyed);
+  status = LK_OK;
+  for (int64_t i = 1; i < copies && status == LK_OK; i++)
+    if (dst[i].value == dst[i - 1].value)
+      status = lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping[%lld][1]: block %lld is already the destination of pair %lld",
+                       (long long)dst[i].index, (long long)dst[i].value, (long long)dst[i - 1].index);
+  for (int64_t i = 0; i < p->num_pairs && status == LK_OK; i++) {
+    const int64_t src = p->block_mapping[2 * i];
+    if (src == p->block_mapping[2 * i + 1]) continue;
+    const kv_keyed probe = {src, -1};
+    int64_t lo = 0, hi = copies; /* first destination >= src */
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (compare_keyed(&dst[mid], &probe) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < copies && dst[lo].value == src)
+      status = lk_fail(LK_ERR_INVALID_ARGUMENT,
+                       "block_mapping[%lld][0]: block %lld is the destination of pair %lld: the result would depend on the order",
+                       (long long)i, (long long)src, (long long)dst[lo].index);
+  }
+  if (heap) free(dst);
+  return status;
+}
+
+LK_API lk_status lk_kv_cache_copy_blocks(lk_cpu_context *context, const lk_kv_cache_copy_blocks_params *params) {
+  lk_status status = lk_context_enter(context);
+  if (status != LK_OK) return status;
+  kv_copy_job job;
+  memset(&job, 0, sizeof job);
+  status = validate_copy(context, params, &job);
+  if (status == LK_OK && job.p.num_pairs > 0)
+    lk_parallel_rows(context, copy_pairs, &job, job.p.num_pairs, 2 * job.g.block_bytes, LK_KV_MIN_BYTES_PER_THREAD);
+  lk_context_leave(context);
+  return status;
+}
