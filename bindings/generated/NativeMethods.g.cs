@@ -171,4 +171,10 @@ internal static unsafe partial class NativeMethods
     [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
     [return: NativeTypeName("lk_status")]
     internal static partial Status KvCacheCopyBlocks([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_kv_cache_copy_blocks_params *")] KvCacheCopyBlocksParams* @params);
+
+    /// <summary><c>lk_attention</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_attention")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status Attention([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_attention_params *")] AttentionParams* @params);
 }

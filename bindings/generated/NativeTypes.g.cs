@@ -743,3 +743,149 @@ internal unsafe partial struct KvCacheCopyBlocksParams
     [NativeTypeName("int64_t")]
     public long NumPairs;
 }
+
+/// <summary>
+/// <c>lk_attention_flags</c>: ---- Attention ------------------------------------------------------------------------------------
+/// out = softmax(q k^T * scale + bias) v per sequence and query head, FlashAttention's varlen form:
+/// q [total_q, num_heads, head_dim] and out alike, sequence s owning tokens [cu_seqlens_q[s],
+/// cu_seqlens_q[s + 1]); keys and values either contiguous ([total_k, num_kv_heads, head_dim],
+/// sequence s owning [cu_seqlens_k[s], cu_seqlens_k[s + 1])) or in a paged cache (cache.key_cache
+/// non-NULL: sequence s has seqlens_k[s] keys, token j in block block_tables[s * max_blocks_per_seq +
+/// j / block_size]). Query head h reads kv head h / (num_heads / num_kv_heads) (GQA, MQA).
+/// Within a sequence of Sq queries and Sk keys, query i sits at key position p = i + Sk - Sq (the
+/// queries are the last Sq of the keys: decode and chunked prefill over a cached prefix), and for
+/// each key j:
+///   s = dot(q_i, k_j) * scale                       (f32 accumulation, never f16)
+///   s = softcap * tanh(s / softcap)                 if softcap &gt; 0 (Gemma 2, Grok)
+///   s = s - alibi_slopes[h] * |p - j|               if alibi_slopes
+///   s = s + bias[h * bias_head_stride + (cu_seqlens_q[s] + i) * bias_row_stride + j]   if bias
+///   key j is visible when j &lt;= p (LK_ATTENTION_CAUSAL), j &gt;= p - window_left (window_left &gt;= 0)
+///   and j &lt;= p + window_right (window_right &gt;= 0); -1 leaves that side unbounded.
+/// out_i = sum_j softmax(s)_j v_j with an online (running max and sum) softmax in f32, rounded once
+/// to dtype; lse (optional, [total_q, num_heads] f32) = log(sum_j exp(s_j)), natural log. A query
+/// that sees no key gets out = 0 and lse = -inf. docs/attention.md has the contracts.
+/// </summary>
+internal enum AttentionFlags
+{
+    /// <summary><c>LK_ATTENTION_CAUSAL</c>: bottom-right aligned, as FlashAttention &gt;= 2.1</summary>
+    AttentionCausal = 1,
+}
+
+/// <summary><c>lk_attention_params</c></summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct AttentionParams
+{
+    /// <summary><c>q</c></summary>
+    [NativeTypeName("const void *")]
+    public void* Q;
+
+    /// <summary><c>k</c>: contiguous keys, or NULL with a paged cache</summary>
+    [NativeTypeName("const void *")]
+    public void* K;
+
+    /// <summary><c>v</c></summary>
+    [NativeTypeName("const void *")]
+    public void* V;
+
+    /// <summary><c>out</c></summary>
+    [NativeTypeName("void *")]
+    public void* Out;
+
+    /// <summary><c>lse</c>: [total_q, num_heads] or NULL</summary>
+    [NativeTypeName("float *")]
+    public float* Lse;
+
+    /// <summary><c>cu_seqlens_q</c>: [num_seqs + 1], from 0, non-decreasing</summary>
+    [NativeTypeName("const int32_t *")]
+    public int* CuSeqlensQ;
+
+    /// <summary><c>cu_seqlens_k</c>: [num_seqs + 1]: contiguous keys</summary>
+    [NativeTypeName("const int32_t *")]
+    public int* CuSeqlensK;
+
+    /// <summary><c>seqlens_k</c>: [num_seqs]: paged keys</summary>
+    [NativeTypeName("const int32_t *")]
+    public int* SeqlensK;
+
+    /// <summary><c>cache</c>: paged keys when cache.key_cache != NULL (dtype as q)</summary>
+    [NativeTypeName("lk_paged_kv_cache")]
+    public PagedKvCache Cache;
+
+    /// <summary><c>block_tables</c>: [num_seqs, max_blocks_per_seq]: paged keys</summary>
+    [NativeTypeName("const int32_t *")]
+    public int* BlockTables;
+
+    /// <summary><c>max_blocks_per_seq</c></summary>
+    [NativeTypeName("int64_t")]
+    public long MaxBlocksPerSeq;
+
+    /// <summary><c>num_seqs</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumSeqs;
+
+    /// <summary><c>num_heads</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumHeads;
+
+    /// <summary><c>num_kv_heads</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumKvHeads;
+
+    /// <summary><c>head_dim</c>: 1..256</summary>
+    [NativeTypeName("int64_t")]
+    public long HeadDim;
+
+    /// <summary><c>q_stride</c>: elements between tokens; 0 = num_heads * head_dim</summary>
+    [NativeTypeName("int64_t")]
+    public long QStride;
+
+    /// <summary><c>k_stride</c>: 0 = num_kv_heads * head_dim</summary>
+    [NativeTypeName("int64_t")]
+    public long KStride;
+
+    /// <summary><c>v_stride</c></summary>
+    [NativeTypeName("int64_t")]
+    public long VStride;
+
+    /// <summary><c>out_stride</c>: 0 = num_heads * head_dim</summary>
+    [NativeTypeName("int64_t")]
+    public long OutStride;
+
+    /// <summary><c>scale</c>: 0: 1 / sqrt(head_dim)</summary>
+    public float Scale;
+
+    /// <summary><c>softcap</c>: 0: none</summary>
+    public float Softcap;
+
+    /// <summary><c>window_left</c>: -1: unbounded</summary>
+    [NativeTypeName("int64_t")]
+    public long WindowLeft;
+
+    /// <summary><c>window_right</c>: -1: unbounded</summary>
+    [NativeTypeName("int64_t")]
+    public long WindowRight;
+
+    /// <summary><c>alibi_slopes</c>: [num_heads] or NULL</summary>
+    [NativeTypeName("const float *")]
+    public float* AlibiSlopes;
+
+    /// <summary><c>bias</c>: additive f32 or NULL, see above</summary>
+    [NativeTypeName("const float *")]
+    public float* Bias;
+
+    /// <summary><c>bias_head_stride</c></summary>
+    [NativeTypeName("int64_t")]
+    public long BiasHeadStride;
+
+    /// <summary><c>bias_row_stride</c></summary>
+    [NativeTypeName("int64_t")]
+    public long BiasRowStride;
+
+    /// <summary><c>flags</c>: lk_attention_flags</summary>
+    [NativeTypeName("uint32_t")]
+    public uint Flags;
+
+    /// <summary><c>dtype</c>: of q, k, v, out (and the cache)</summary>
+    [NativeTypeName("lk_dtype")]
+    public Dtype Dtype;
+}

@@ -31,7 +31,7 @@ extern "C" {
 
 /* Bumped whenever a params struct, an enum value or a signature changes; the managed layer refuses
  * a native library whose lk_abi_version() differs from the one its bindings were generated for. */
-#define LK_ABI_VERSION 3
+#define LK_ABI_VERSION 4
 
 typedef enum lk_status {
   LK_OK = 0,
@@ -399,6 +399,63 @@ typedef struct lk_kv_cache_copy_blocks_params {
 } lk_kv_cache_copy_blocks_params;
 
 LK_API lk_status lk_kv_cache_copy_blocks(lk_cpu_context *context, const lk_kv_cache_copy_blocks_params *params);
+
+/* ---- Attention ------------------------------------------------------------------------------------
+ * out = softmax(q k^T * scale + bias) v per sequence and query head, FlashAttention's varlen form:
+ * q [total_q, num_heads, head_dim] and out alike, sequence s owning tokens [cu_seqlens_q[s],
+ * cu_seqlens_q[s + 1]); keys and values either contiguous ([total_k, num_kv_heads, head_dim],
+ * sequence s owning [cu_seqlens_k[s], cu_seqlens_k[s + 1])) or in a paged cache (cache.key_cache
+ * non-NULL: sequence s has seqlens_k[s] keys, token j in block block_tables[s * max_blocks_per_seq +
+ * j / block_size]). Query head h reads kv head h / (num_heads / num_kv_heads) (GQA, MQA).
+ * Within a sequence of Sq queries and Sk keys, query i sits at key position p = i + Sk - Sq (the
+ * queries are the last Sq of the keys: decode and chunked prefill over a cached prefix), and for
+ * each key j:
+ *   s = dot(q_i, k_j) * scale                       (f32 accumulation, never f16)
+ *   s = softcap * tanh(s / softcap)                 if softcap > 0 (Gemma 2, Grok)
+ *   s = s - alibi_slopes[h] * |p - j|               if alibi_slopes
+ *   s = s + bias[h * bias_head_stride + (cu_seqlens_q[s] + i) * bias_row_stride + j]   if bias
+ *   key j is visible when j <= p (LK_ATTENTION_CAUSAL), j >= p - window_left (window_left >= 0)
+ *   and j <= p + window_right (window_right >= 0); -1 leaves that side unbounded.
+ * out_i = sum_j softmax(s)_j v_j with an online (running max and sum) softmax in f32, rounded once
+ * to dtype; lse (optional, [total_q, num_heads] f32) = log(sum_j exp(s_j)), natural log. A query
+ * that sees no key gets out = 0 and lse = -inf. docs/attention.md has the contracts. */
+typedef enum lk_attention_flags {
+  LK_ATTENTION_CAUSAL = 1 /* bottom-right aligned, as FlashAttention >= 2.1 */
+} lk_attention_flags;
+
+typedef struct lk_attention_params {
+  const void *q;
+  const void *k;              /* contiguous keys, or NULL with a paged cache */
+  const void *v;
+  void *out;
+  float *lse;                 /* [total_q, num_heads] or NULL */
+  const int32_t *cu_seqlens_q; /* [num_seqs + 1], from 0, non-decreasing */
+  const int32_t *cu_seqlens_k; /* [num_seqs + 1]: contiguous keys */
+  const int32_t *seqlens_k;    /* [num_seqs]: paged keys */
+  lk_paged_kv_cache cache;     /* paged keys when cache.key_cache != NULL (dtype as q) */
+  const int32_t *block_tables; /* [num_seqs, max_blocks_per_seq]: paged keys */
+  int64_t max_blocks_per_seq;
+  int64_t num_seqs;
+  int64_t num_heads;
+  int64_t num_kv_heads;
+  int64_t head_dim;            /* 1..256 */
+  int64_t q_stride;            /* elements between tokens; 0 = num_heads * head_dim */
+  int64_t k_stride;            /* 0 = num_kv_heads * head_dim */
+  int64_t v_stride;
+  int64_t out_stride;          /* 0 = num_heads * head_dim */
+  float scale;                 /* 0: 1 / sqrt(head_dim) */
+  float softcap;               /* 0: none */
+  int64_t window_left;         /* -1: unbounded */
+  int64_t window_right;        /* -1: unbounded */
+  const float *alibi_slopes;   /* [num_heads] or NULL */
+  const float *bias;           /* additive f32 or NULL, see above */
+  int64_t bias_head_stride;
+  int64_t bias_row_stride;
+  uint32_t flags;              /* lk_attention_flags */
+  lk_dtype dtype;              /* of q, k, v, out (and the cache) */
+} lk_attention_params;
+
+LK_API lk_status lk_attention(lk_cpu_context *context, const lk_attention_params *params);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,244 @@
+/* Attention (llmkernels.h, lk_attention): validation and the portable C kernel.
+ *
+ * The kernel is the readable definition: one (query token, head) row at a time, keys in order,
+ * an online softmax (running max m and sum l, the accumulator rescaled by exp(m_old - m_new) when
+ * the max grows), all in f32, the output rounded once. It never materialises a score row, so its
+ * scratch is one head_dim accumulator on the stack whatever the sequence length. It is what every
+ * ISA runs until the vector kernels (tiles of queries sharing K/V tiles, flash-decoding splits of
+ * long contexts) land; those will be tested against it and against float64 (docs/attention.md). */
+#include "lk_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define LK_ATTENTION_MAX_HEAD_DIM 256
+
+typedef struct attention_job {
+  lk_attention_params p; /* strides and scale resolved */
+  bool paged;
+  int64_t group;         /* query heads per kv head */
+} attention_job;
+
+/* ---- validation -------------------------------------------------------------------------------- */
+
+static lk_status check_offsets(const int32_t *cu, int64_t num_seqs, const char *name) {
+  if (!cu) return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s: NULL", name);
+  if (cu[0] != 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s[0]: %d, must be 0", name, (int)cu[0]);
+  for (int64_t s = 0; s < num_seqs; s++)
+    if (cu[s + 1] < cu[s])
+      return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s[%lld]: %d is less than %s[%lld] = %d", name, (long long)(s + 1), (int)cu[s + 1],
+                     name, (long long)s, (int)cu[s]);
+  return LK_OK;
+}
+
+static lk_status check_stride(int64_t *stride, int64_t row, const char *name) {
+  if (*stride == 0) *stride = row;
+  if (*stride < row)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s: %lld is less than the row of %lld elements", name, (long long)*stride, (long long)row);
+  return LK_OK;
+}
+
+/* The paged form: the cache's geometry must be the call's, and every table entry a sequence's
+ * keys use must name a block of the cache. */
+static lk_status validate_paged(attention_job *job) {
+  lk_attention_params *p = &job->p;
+  const lk_paged_kv_cache *c = &p->cache;
+  if (!c->value_cache) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.value_cache: NULL");
+  if (c->dtype != p->dtype)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.dtype: %d differs from dtype %d", (int)c->dtype, (int)p->dtype);
+  if (c->num_kv_heads != p->num_kv_heads || c->head_dim != p->head_dim)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache: [%lld kv heads, head_dim %lld] differs from num_kv_heads %lld, head_dim %lld",
+                   (long long)c->num_kv_heads, (long long)c->head_dim, (long long)p->num_kv_heads, (long long)p->head_dim);
+  if (c->num_blocks <= 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.num_blocks: %lld, must be positive", (long long)c->num_blocks);
+  if (c->block_size <= 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.block_size: %lld, must be positive", (long long)c->block_size);
+  const int64_t row = p->num_kv_heads * p->head_dim;
+  if (c->num_blocks > INT64_MAX / c->block_size ||
+      lk_extent_bytes(c->key_cache, c->num_blocks * c->block_size, row, row, p->dtype) < 0 ||
+      lk_extent_bytes(c->value_cache, c->num_blocks * c->block_size, row, row, p->dtype) < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache: num_blocks * block_size * num_kv_heads * head_dim overflows");
+  if (p->num_seqs == 0) return LK_OK;
+  if (!p->seqlens_k) return lk_fail(LK_ERR_INVALID_ARGUMENT, "seqlens_k: NULL");
+  if (p->max_blocks_per_seq < 0 || (p->max_blocks_per_seq > 0 && p->max_blocks_per_seq > INT64_MAX / c->block_size))
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_blocks_per_seq: %lld, out of range", (long long)p->max_blocks_per_seq);
+  const int64_t covered = p->max_blocks_per_seq * c->block_size;
+  for (int64_t s = 0; s < p->num_seqs; s++) {
+    const int64_t len = p->seqlens_k[s];
+    if (len < 0 || len > covered)
+      return lk_fail(LK_ERR_INVALID_ARGUMENT, "seqlens_k[%lld]: %lld keys, outside [0, max_blocks_per_seq * block_size = %lld]",
+                     (long long)s, (long long)len, (long long)covered);
+    const int64_t blocks = (len + c->block_size - 1) / c->block_size;
+    if (blocks > 0 && !p->block_tables) return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables: NULL");
+    for (int64_t j = 0; j < blocks; j++) {
+      const int64_t block = p->block_tables[s * p->max_blocks_per_seq + j];
+      if (block < 0 || block >= c->num_blocks)
+        return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables[%lld][%lld]: block %lld is outside [0, num_blocks = %lld)",
+                       (long long)s, (long long)j, (long long)block, (long long)c->num_blocks);
+    }
+  }
+  return LK_OK;
+}
+
+static lk_status validate(const lk_attention_params *params, attention_job *job) {
+  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  job->p = *params;
+  lk_attention_params *p = &job->p;
+  lk_status status;
+  if (!lk_dtype_valid(p->dtype)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "dtype: %d is not a dtype", (int)p->dtype);
+  if (p->num_seqs < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_seqs: %lld, must not be negative", (long long)p->num_seqs);
+  if (p->num_heads <= 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_heads: %lld, must be positive", (long long)p->num_heads);
+  if (p->num_kv_heads <= 0 || p->num_heads % p->num_kv_heads != 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_kv_heads: %lld must be positive and divide num_heads = %lld", (long long)p->num_kv_heads,
+                   (long long)p->num_heads);
+  if (p->head_dim <= 0 || p->head_dim > LK_ATTENTION_MAX_HEAD_DIM)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "head_dim: %lld, must be in [1, %d]", (long long)p->head_dim, LK_ATTENTION_MAX_HEAD_DIM);
+  if (p->flags & ~(uint32_t)LK_ATTENTION_CAUSAL)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "flags: 0x%x has unknown bits", (unsigned)p->flags);
+  if (!isfinite(p->scale)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "scale: not finite");
+  if (p->scale == 0.0f) p->scale = 1.0f / sqrtf((float)p->head_dim);
+  if (!(p->softcap >= 0.0f) || !isfinite(p->softcap))
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "softcap: %g, must be 0 (none) or positive and finite", (double)p->softcap);
+  if (p->window_left < -1) return lk_fail(LK_ERR_INVALID_ARGUMENT, "window_left: %lld, must be -1 or more", (long long)p->window_left);
+  if (p->window_right < -1)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "window_right: %lld, must be -1 or more", (long long)p->window_right);
+  if (p->bias && p->bias_row_stride <= 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "bias_row_stride: %lld, must be positive with a bias", (long long)p->bias_row_stride);
+  if (p->bias && p->bias_head_stride < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "bias_head_stride: %lld, must not be negative", (long long)p->bias_head_stride);
+  job->group = p->num_heads / p->num_kv_heads;
+  job->paged = p->cache.key_cache != NULL;
+  if (p->num_seqs == 0) return LK_OK;
+
+  if ((status = check_offsets(p->cu_seqlens_q, p->num_seqs, "cu_seqlens_q")) != LK_OK) return status;
+  const int64_t total_q = p->cu_seqlens_q[p->num_seqs];
+  const int64_t q_row = p->num_heads * p->head_dim, kv_row = p->num_kv_heads * p->head_dim;
+  if ((status = check_stride(&p->q_stride, q_row, "q_stride")) != LK_OK) return status;
+  if ((status = check_stride(&p->out_stride, q_row, "out_stride")) != LK_OK) return status;
+  if (total_q > 0) {
+    if (!p->q) return lk_fail(LK_ERR_INVALID_ARGUMENT, "q: NULL");
+    if (!p->out) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: NULL");
+    if (lk_extent_bytes(p->q, total_q, q_row, p->q_stride, p->dtype) < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "q_stride: overflows");
+    if (lk_extent_bytes(p->out, total_q, q_row, p->out_stride, p->dtype) < 0)
+      return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_stride: overflows");
+  }
+  const lk_span out = lk_rows_span(p->out, total_q, q_row, p->out_stride, p->dtype);
+  if (total_q > 0 && lk_spans_overlap(out, lk_rows_span(p->q, total_q, q_row, p->q_stride, p->dtype)))
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: overlaps q");
+
+  if (job->paged) {
+    if ((status = validate_paged(job)) != LK_OK) return status;
+    const int64_t slots = p->cache.num_blocks * p->cache.block_size;
+    if (total_q > 0 && (lk_spans_overlap(out, lk_rows_span(p->cache.key_cache, slots, kv_row, kv_row, p->dtype)) ||
+                        lk_spans_overlap(out, lk_rows_span(p->cache.value_cache, slots, kv_row, kv_row, p->dtype))))
+      return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: overlaps the cache");
+    return LK_OK;
+  }
+  if ((status = check_offsets(p->cu_seqlens_k, p->num_seqs, "cu_seqlens_k")) != LK_OK) return status;
+  const int64_t total_k = p->cu_seqlens_k[p->num_seqs];
+  if ((status = check_stride(&p->k_stride, kv_row, "k_stride")) != LK_OK) return status;
+  if ((status = check_stride(&p->v_stride, kv_row, "v_stride")) != LK_OK) return status;
+  if (total_k > 0) {
+    if (!p->k) return lk_fail(LK_ERR_INVALID_ARGUMENT, "k: NULL");
+    if (!p->v) return lk_fail(LK_ERR_INVALID_ARGUMENT, "v: NULL");
+    if (lk_extent_bytes(p->k, total_k, kv_row, p->k_stride, p->dtype) < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "k_stride: overflows");
+    if (lk_extent_bytes(p->v, total_k, kv_row, p->v_stride, p->dtype) < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "v_stride: overflows");
+    if (total_q > 0 && lk_spans_overlap(out, lk_rows_span(p->k, total_k, kv_row, p->k_stride, p->dtype)))
+      return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: overlaps k");
+    if (total_q > 0 && lk_spans_overlap(out, lk_rows_span(p->v, total_k, kv_row, p->v_stride, p->dtype)))
+      return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: overlaps v");
+  }
+  return LK_OK;
+}
+
+/* ---- the kernel -------------------------------------------------------------------------------- */
+
+/* The sequence owning query token t: the last s with cu_seqlens_q[s] <= t (empty sequences skipped). */
+static int64_t sequence_of(const int32_t *cu, int64_t num_seqs, int64_t t) {
+  int64_t lo = 0, hi = num_seqs; /* cu[lo] <= t < cu[hi] */
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (cu[mid] <= t) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/* Key j's row of kv head h in the keys (values) of sequence s. */
+static const char *kv_row(const attention_job *job, bool values, int64_t s, int64_t j, int64_t h) {
+  const lk_attention_params *p = &job->p;
+  const int64_t size = (int64_t)lk_dtype_size(p->dtype);
+  if (job->paged) {
+    const int64_t bs = p->cache.block_size, block = p->block_tables[s * p->max_blocks_per_seq + j / bs];
+    const void *base = values ? p->cache.value_cache : p->cache.key_cache;
+    return (const char *)base + (((block * bs + j % bs) * p->num_kv_heads + h) * p->head_dim) * size;
+  }
+  const void *base = values ? p->v : p->k;
+  const int64_t stride = values ? p->v_stride : p->k_stride;
+  return (const char *)base + ((p->cu_seqlens_k[s] + j) * stride + h * p->head_dim) * size;
+}
+
+static void attention_rows(const void *job_, int64_t begin, int64_t end) {
+  const attention_job *job = (const attention_job *)job_;
+  const lk_attention_params *p = &job->p;
+  const int64_t d = p->head_dim, size = (int64_t)lk_dtype_size(p->dtype);
+  float q[LK_ATTENTION_MAX_HEAD_DIM], acc[LK_ATTENTION_MAX_HEAD_DIM];
+  for (int64_t r = begin; r < end; r++) {
+    const int64_t t = r / p->num_heads, h = r % p->num_heads, kvh = h / job->group;
+    const int64_t s = sequence_of(p->cu_seqlens_q, p->num_seqs, t);
+    const int64_t sq = p->cu_seqlens_q[s + 1] - p->cu_seqlens_q[s], i = t - p->cu_seqlens_q[s];
+    const int64_t sk = job->paged ? p->seqlens_k[s] : p->cu_seqlens_k[s + 1] - p->cu_seqlens_k[s];
+    const int64_t pos = i + sk - sq; /* the query's position among the keys */
+    int64_t lo = 0, hi = sk - 1;
+    if (p->flags & LK_ATTENTION_CAUSAL) hi = hi < pos ? hi : pos;
+    if (p->window_left >= 0) lo = lo > pos - p->window_left ? lo : pos - p->window_left;
+    if (p->window_right >= 0) hi = hi < pos + p->window_right ? hi : pos + p->window_right;
+
+    const char *q_row = (const char *)p->q + (t * p->q_stride + h * d) * size;
+    for (int64_t e = 0; e < d; e++) {
+      q[e] = lk_load_element(q_row, e, p->dtype);
+      acc[e] = 0.0f;
+    }
+    const float slope = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
+    const float *bias_row = p->bias ? p->bias + h * p->bias_head_stride + t * p->bias_row_stride : NULL;
+    float m = -INFINITY, l = 0.0f;
+    bool nan_score = false;
+    for (int64_t j = lo; j <= hi; j++) {
+      const char *k_row = kv_row(job, false, s, j, kvh);
+      float dot = 0.0f;
+      for (int64_t e = 0; e < d; e++) dot += q[e] * lk_load_element(k_row, e, p->dtype);
+      float score = dot * p->scale;
+      if (p->softcap > 0.0f) score = p->softcap * tanhf(score / p->softcap);
+      if (p->alibi_slopes) score -= slope * (float)(pos > j ? pos - j : j - pos);
+      if (bias_row) score += bias_row[j];
+      if (score != score) nan_score = true; /* a NaN in q, k or the bias: the whole row is NaN, as in PyTorch */
+      if (!(score > -INFINITY)) continue;   /* masked by the bias */
+      if (score > m) {
+        const float rescale = expf(m - score); /* 0 for the first key */
+        for (int64_t e = 0; e < d; e++) acc[e] *= rescale;
+        l *= rescale;
+        m = score;
+      }
+      const float w = expf(score - m);
+      l += w;
+      const char *v_row = kv_row(job, true, s, j, kvh);
+      for (int64_t e = 0; e < d; e++) acc[e] += w * lk_load_element(v_row, e, p->dtype);
+    }
+    char *out_row = (char *)p->out + (t * p->out_stride + h * d) * size;
+    const float inv = nan_score ? NAN : l > 0.0f ? 1.0f / l : 0.0f; /* no visible key: out 0 */
+    for (int64_t e = 0; e < d; e++) lk_store_element(out_row, e, p->dtype, acc[e] * inv);
+    if (p->lse) p->lse[t * p->num_heads + h] = nan_score ? NAN : l > 0.0f ? m + logf(l) : -INFINITY;
+  }
+}
+
+LK_API lk_status lk_attention(lk_cpu_context *context, const lk_attention_params *params) {
+  lk_status status = lk_context_enter(context);
+  if (status != LK_OK) return status;
+  attention_job job;
+  memset(&job, 0, sizeof job);
+  status = validate(params, &job);
+  if (status == LK_OK && job.p.num_seqs > 0) {
+    const int64_t rows = (int64_t)job.p.cu_seqlens_q[job.p.num_seqs] * job.p.num_heads;
+    if (rows > 0) lk_parallel_rows(context, attention_rows, &job, rows, job.p.head_dim * 64, (int64_t)1 << 15);
+  }
+  lk_context_leave(context);
+  return status;
+}
