@@ -1,4 +1,3 @@
-using System.Diagnostics.CodeAnalysis;
 using LlmKernels.Interop;
 
 namespace LlmKernels;
@@ -42,15 +41,15 @@ public static class KvCache
                                        CpuContext? context = null) where T : unmanaged
     {
         Dtype dtype = ElementType.Of<T>();
-        CheckCaches<T>(keyCache, valueCache, layout);
+        layout.CheckCaches<T>(keyCache, valueCache);
         long row = layout.RowElements;
-        long keyStep = ResolveStride(keyStride, row, nameof(keyStride));
-        long valueStep = ResolveStride(valueStride, row, nameof(valueStride));
+        long keyStep = SpanChecks.TokenStride(keyStride, row, nameof(keyStride), "layout.RowElements");
+        long valueStep = SpanChecks.TokenStride(valueStride, row, nameof(valueStride), "layout.RowElements");
         int tokens = slotMapping.Length;
         if (tokens == 0)
             return;
-        CheckRows(key.Length, tokens, keyStep, row, nameof(key), nameof(keyStride));
-        CheckRows(value.Length, tokens, valueStep, row, nameof(value), nameof(valueStride));
+        SpanChecks.TokenRows(key.Length, tokens, keyStep, row, nameof(key), nameof(keyStride));
+        SpanChecks.TokenRows(value.Length, tokens, valueStep, row, nameof(value), nameof(valueStride));
         SpanChecks.NoOverlap<T, T>(keyCache, key, nameof(keyCache), nameof(key));
         SpanChecks.NoOverlap<T, T>(keyCache, value, nameof(keyCache), nameof(value));
         SpanChecks.NoOverlap<T, T>(valueCache, key, nameof(valueCache), nameof(key));
@@ -107,7 +106,7 @@ public static class KvCache
                                        Span<T> valueOut, CpuContext? context = null) where T : unmanaged
     {
         Dtype dtype = ElementType.Of<T>();
-        CheckCaches(keyCache, valueCache, layout);
+        layout.CheckCaches(keyCache, valueCache);
         if (maxBlocksPerSeq < 0)
             throw new ArgumentOutOfRangeException(nameof(maxBlocksPerSeq), maxBlocksPerSeq, "Must be non-negative.");
         long tableEntries = (long)seqLens.Length * maxBlocksPerSeq;
@@ -175,7 +174,7 @@ public static class KvCache
                                             CpuContext? context = null) where T : unmanaged
     {
         Dtype dtype = ElementType.Of<T>();
-        CheckCaches<T>(keyCache, valueCache, layout);
+        layout.CheckCaches<T>(keyCache, valueCache);
         if (blockMapping.Length % 2 != 0)
             throw new ArgumentException($"Length {blockMapping.Length} is odd: the mapping is (source, destination) pairs.", nameof(blockMapping));
         if (blockMapping.IsEmpty)
@@ -199,22 +198,6 @@ public static class KvCache
         }
     }
 
-    /// <summary>The layout's dimensions are positive and each cache is exactly that many elements, the two apart.</summary>
-    private static void CheckCaches<T>(ReadOnlySpan<T> keyCache, ReadOnlySpan<T> valueCache, PagedKvCacheLayout layout) where T : unmanaged
-    {
-        if (layout.NumBlocks <= 0 || layout.BlockSize <= 0 || layout.NumKvHeads <= 0 || layout.HeadDim <= 0)
-            ThrowLayout(layout, "Every dimension must be positive.");
-        // In Int128 so an absurd layout cannot wrap around to a span's length.
-        Int128 elements = (Int128)layout.NumBlocks * layout.BlockSize * layout.NumKvHeads * layout.HeadDim;
-        if (elements > Array.MaxLength)
-            ThrowLayout(layout, $"{elements} elements per cache exceeds {Array.MaxLength}.");
-        if (keyCache.Length != elements)
-            ThrowCacheLength(keyCache.Length, (long)elements, nameof(keyCache));
-        if (valueCache.Length != elements)
-            ThrowCacheLength(valueCache.Length, (long)elements, nameof(valueCache));
-        SpanChecks.NoOverlap(keyCache, valueCache, nameof(valueCache), nameof(keyCache));
-    }
-
     private static unsafe PagedKvCache Native<T>(T* keyCache, T* valueCache, PagedKvCacheLayout layout, Dtype dtype) where T : unmanaged =>
         new()
         {
@@ -227,27 +210,5 @@ public static class KvCache
             Dtype = dtype,
         };
 
-    private static long ResolveStride(int stride, long row, string name)
-    {
-        if (stride == 0)
-            return row;
-        if (stride < row)
-            throw new ArgumentOutOfRangeException(name, stride, $"Less than layout.RowElements ({row}), the span of a token's heads; 0 means that span.");
-        return stride;
-    }
 
-    private static void CheckRows(int length, int tokens, long stride, long row, string name, string strideName)
-    {
-        long needed = (tokens - 1) * stride + row;
-        if (length < needed)
-            throw new ArgumentException($"Length {length} is less than the {needed} elements of {tokens} tokens {stride} apart ({strideName}).", name);
-    }
-
-    [DoesNotReturn]
-    private static void ThrowLayout(PagedKvCacheLayout layout, string detail) =>
-        throw new ArgumentOutOfRangeException(nameof(layout), layout, detail);
-
-    [DoesNotReturn]
-    private static void ThrowCacheLength(int length, long elements, string name) =>
-        throw new ArgumentException($"Length {length} differs from layout.CacheElements ({elements}).", name);
 }

@@ -25,4 +25,23 @@ public readonly record struct PagedKvCacheLayout(int NumBlocks, int BlockSize, i
 
     /// <summary>Elements in the key cache, and in the value cache: <c>NumBlocks * BlockSize * NumKvHeads * HeadDim</c>.</summary>
     public long CacheElements => checked(NumBlocks * BlockElements);
+
+    /// <summary>
+    /// The layout's dimensions are positive and each cache is exactly <see cref="CacheElements"/> long, the two
+    /// apart: what <see cref="KvCache"/> and <see cref="Attention"/> check before every call.
+    /// </summary>
+    internal void CheckCaches<T>(ReadOnlySpan<T> keyCache, ReadOnlySpan<T> valueCache) where T : unmanaged
+    {
+        if (NumBlocks <= 0 || BlockSize <= 0 || NumKvHeads <= 0 || HeadDim <= 0)
+            throw new ArgumentOutOfRangeException("layout", this, "Every dimension must be positive.");
+        // In Int128 so an absurd layout cannot wrap around to a span's length.
+        Int128 elements = (Int128)NumBlocks * BlockSize * NumKvHeads * HeadDim;
+        if (elements > Array.MaxLength)
+            throw new ArgumentOutOfRangeException("layout", this, $"{elements} elements per cache exceeds {Array.MaxLength}.");
+        if (keyCache.Length != elements)
+            throw new ArgumentException($"Length {keyCache.Length} differs from layout.CacheElements ({elements}).", nameof(keyCache));
+        if (valueCache.Length != elements)
+            throw new ArgumentException($"Length {valueCache.Length} differs from layout.CacheElements ({elements}).", nameof(valueCache));
+        SpanChecks.NoOverlap(keyCache, valueCache, nameof(valueCache), nameof(keyCache));
+    }
 }

@@ -66,4 +66,27 @@ internal static class SpanChecks
     [DoesNotReturn]
     private static void ThrowNotFiniteNonNegative(float value, string name) =>
         throw new ArgumentOutOfRangeException(name, value, "Must be finite and non-negative.");
+
+    /// <summary>
+    /// The elements between tokens of a <c>[tokens, stride]</c> view: <paramref name="stride"/>, or <paramref name="row"/>
+    /// (a token's heads, <paramref name="rowDescription"/>) when it is 0; shorter than a row is an error.
+    /// </summary>
+    internal static long TokenStride(int stride, long row, string name, string rowDescription)
+    {
+        if (stride == 0)
+            return row;
+        if (stride < row)
+            throw new ArgumentOutOfRangeException(name, stride, $"Less than {rowDescription} ({row}), the span of a token's heads; 0 means that span.");
+        return stride;
+    }
+
+    /// <summary><paramref name="length"/> holds <paramref name="tokens"/> rows of <paramref name="row"/> elements <paramref name="stride"/> apart.</summary>
+    internal static void TokenRows(int length, int tokens, long stride, long row, string name, string strideName)
+    {
+        if (tokens == 0)
+            return;
+        long needed = (tokens - 1) * stride + row;
+        if (length < needed)
+            throw new ArgumentException($"Length {length} is less than the {needed} elements of {tokens} tokens {stride} apart ({strideName}).", name);
+    }
 }

@@ -15,13 +15,7 @@ public sealed class KvCacheTests
 {
     private const byte Poison = 0xA5;
 
-    public static TheoryData<CpuIsa> Isas()
-    {
-        var data = new TheoryData<CpuIsa>();
-        foreach (CpuIsa isa in CpuContext.SupportedIsas)
-            data.Add(isa);
-        return data;
-    }
+    public static TheoryData<CpuIsa> Isas => new(CpuContext.SupportedIsas);
 
     [Theory, MemberData(nameof(Isas))]
     public void WriteFloat(CpuIsa isa) => Write<float>(isa);

@@ -45,11 +45,16 @@ internal static unsafe class NativeStatus
             "y" => "destination",
             "eps" => "epsilon",
             "num_threads" or "isa" => "options",
-            // The paged KV cache (KvCache): the C# parameter each native argument comes from.
+            // The paged KV cache (KvCache) and attention: the C# parameter each native argument comes from.
             "slot_mapping" => "slotMapping",
             "block_tables" => "blockTables",
             "seq_lens" => "seqLens",
             "block_mapping" => "blockMapping",
+            "max_blocks_per_seq" => "maxBlocksPerSeq",
+            // Attention.
+            "cu_seqlens_q" => "cuSeqlensQ",
+            "cu_seqlens_k" => "cuSeqlensK",
+            "seqlens_k" => "seqLensK",
             "out_tokens" => "keyOut",
             "cache.key_cache" => "keyCache",
             "cache.value_cache" => "valueCache",
