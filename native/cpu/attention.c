@@ -6,18 +6,12 @@
  * scratch is one head_dim accumulator on the stack whatever the sequence length. It is what every
  * ISA runs until the vector kernels (tiles of queries sharing K/V tiles, flash-decoding splits of
  * long contexts) land; those will be tested against it and against float64 (docs/attention.md). */
-#include "lk_internal.h"
+#include "attention.h"
 
 #include <math.h>
 #include <string.h>
 
-#define LK_ATTENTION_MAX_HEAD_DIM 256
-
-typedef struct attention_job {
-  lk_attention_params p; /* strides and scale resolved */
-  bool paged;
-  int64_t group;         /* query heads per kv head */
-} attention_job;
+typedef lk_attention_job attention_job;
 
 /* ---- validation -------------------------------------------------------------------------------- */
 
@@ -151,47 +145,14 @@ static lk_status validate(const lk_attention_params *params, attention_job *job)
 
 /* ---- the kernel -------------------------------------------------------------------------------- */
 
-/* The sequence owning query token t: the last s with cu_seqlens_q[s] <= t (empty sequences skipped). */
-static int64_t sequence_of(const int32_t *cu, int64_t num_seqs, int64_t t) {
-  int64_t lo = 0, hi = num_seqs; /* cu[lo] <= t < cu[hi] */
-  while (hi - lo > 1) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (cu[mid] <= t) lo = mid;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/* Key j's row of kv head h in the keys (values) of sequence s. */
-static const char *kv_row(const attention_job *job, bool values, int64_t s, int64_t j, int64_t h) {
-  const lk_attention_params *p = &job->p;
-  const int64_t size = (int64_t)lk_dtype_size(p->dtype);
-  if (job->paged) {
-    const int64_t bs = p->cache.block_size, block = p->block_tables[s * p->max_blocks_per_seq + j / bs];
-    const void *base = values ? p->cache.value_cache : p->cache.key_cache;
-    return (const char *)base + (((block * bs + j % bs) * p->num_kv_heads + h) * p->head_dim) * size;
-  }
-  const void *base = values ? p->v : p->k;
-  const int64_t stride = values ? p->v_stride : p->k_stride;
-  return (const char *)base + ((p->cu_seqlens_k[s] + j) * stride + h * p->head_dim) * size;
-}
-
-static void attention_rows(const void *job_, int64_t begin, int64_t end) {
+void lk_attention_rows_scalar(const void *job_, int64_t begin, int64_t end) {
   const attention_job *job = (const attention_job *)job_;
   const lk_attention_params *p = &job->p;
   const int64_t d = p->head_dim, size = (int64_t)lk_dtype_size(p->dtype);
   float q[LK_ATTENTION_MAX_HEAD_DIM], acc[LK_ATTENTION_MAX_HEAD_DIM];
   for (int64_t r = begin; r < end; r++) {
-    const int64_t t = r / p->num_heads, h = r % p->num_heads, kvh = h / job->group;
-    const int64_t s = sequence_of(p->cu_seqlens_q, p->num_seqs, t);
-    const int64_t sq = p->cu_seqlens_q[s + 1] - p->cu_seqlens_q[s], i = t - p->cu_seqlens_q[s];
-    const int64_t sk = job->paged ? p->seqlens_k[s] : p->cu_seqlens_k[s + 1] - p->cu_seqlens_k[s];
-    const int64_t pos = i + sk - sq; /* the query's position among the keys */
-    int64_t lo = 0, hi = sk - 1;
-    if (p->flags & LK_ATTENTION_CAUSAL) hi = hi < pos ? hi : pos;
-    if (p->window_left >= 0) lo = lo > pos - p->window_left ? lo : pos - p->window_left;
-    if (p->window_right >= 0) hi = hi < pos + p->window_right ? hi : pos + p->window_right;
-
+    const lk_attention_row row = lk_attention_row_at(job, r);
+    const int64_t t = row.token, h = row.head, kvh = row.kv_head, s = row.seq, pos = row.pos;
     const char *q_row = (const char *)p->q + (t * p->q_stride + h * d) * size;
     for (int64_t e = 0; e < d; e++) {
       q[e] = lk_load_element(q_row, e, p->dtype);
@@ -201,14 +162,11 @@ static void attention_rows(const void *job_, int64_t begin, int64_t end) {
     const float *bias_row = p->bias ? p->bias + h * p->bias_head_stride + t * p->bias_row_stride : NULL;
     float m = -INFINITY, l = 0.0f;
     bool nan_score = false;
-    for (int64_t j = lo; j <= hi; j++) {
-      const char *k_row = kv_row(job, false, s, j, kvh);
+    for (int64_t j = row.lo; j <= row.hi; j++) {
+      const void *k_row = lk_attention_kv(job, false, s, j, kvh);
       float dot = 0.0f;
       for (int64_t e = 0; e < d; e++) dot += q[e] * lk_load_element(k_row, e, p->dtype);
-      float score = dot * p->scale;
-      if (p->softcap > 0.0f) score = p->softcap * tanhf(score / p->softcap);
-      if (p->alibi_slopes) score -= slope * (float)(pos > j ? pos - j : j - pos);
-      if (bias_row) score += bias_row[j];
+      const float score = lk_attention_score(p, dot, slope, bias_row, pos, j);
       if (score != score) nan_score = true; /* a NaN in q, k or the bias: the whole row is NaN, as in PyTorch */
       if (!(score > -INFINITY)) continue;   /* masked by the bias */
       if (score > m) {
@@ -219,13 +177,25 @@ static void attention_rows(const void *job_, int64_t begin, int64_t end) {
       }
       const float w = expf(score - m);
       l += w;
-      const char *v_row = kv_row(job, true, s, j, kvh);
+      const void *v_row = lk_attention_kv(job, true, s, j, kvh);
       for (int64_t e = 0; e < d; e++) acc[e] += w * lk_load_element(v_row, e, p->dtype);
     }
     char *out_row = (char *)p->out + (t * p->out_stride + h * d) * size;
     const float inv = nan_score ? NAN : l > 0.0f ? 1.0f / l : 0.0f; /* no visible key: out 0 */
     for (int64_t e = 0; e < d; e++) lk_store_element(out_row, e, p->dtype, acc[e] * inv);
     if (p->lse) p->lse[t * p->num_heads + h] = nan_score ? NAN : l > 0.0f ? m + logf(l) : -INFINITY;
+  }
+}
+
+static lk_rows_fn variant(lk_isa isa) {
+  switch (isa) {
+#if defined(LK_HAVE_AVX512)
+  case LK_ISA_AVX512: return lk_attention_rows_avx512;
+#endif
+#if defined(LK_HAVE_AVX2)
+  case LK_ISA_AVX2: return lk_attention_rows_avx2;
+#endif
+  default: return lk_attention_rows_scalar;
   }
 }
 
@@ -237,7 +207,7 @@ LK_API lk_status lk_attention(lk_cpu_context *context, const lk_attention_params
   status = validate(params, &job);
   if (status == LK_OK && job.p.num_seqs > 0) {
     const int64_t rows = (int64_t)job.p.cu_seqlens_q[job.p.num_seqs] * job.p.num_heads;
-    if (rows > 0) lk_parallel_rows(context, attention_rows, &job, rows, job.p.head_dim * 64, (int64_t)1 << 15);
+    if (rows > 0) lk_parallel_rows(context, variant(context->isa), &job, rows, job.p.head_dim * 64, (int64_t)1 << 15);
   }
   lk_context_leave(context);
   return status;
