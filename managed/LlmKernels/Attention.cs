@@ -68,7 +68,7 @@ public static class Attention
                                          Span<float> lse = default, int qStride = 0, int kStride = 0, int vStride = 0,
                                          int outputStride = 0, CpuContext? context = null) where T : unmanaged
     {
-        Dtype dtype = ElementType.Of<T>();
+        _ = ElementType.Of<T>(); // throws NotSupportedException for a T the library has no dtype for, before any other check
         CheckHeads(numHeads, numKvHeads, headDim, nameof(numKvHeads), nameof(headDim), inLayout: false);
         options ??= s_defaultOptions;
         CheckOptions(options);
@@ -99,45 +99,22 @@ public static class Attention
         if (numSeqs == 0)
             return;
 
-        CpuContext ctx = CpuContext.Resolve(context);
-        fixed (T* qPtr = q)
         fixed (T* kPtr = k)
         fixed (T* vPtr = v)
-        fixed (T* outPtr = output)
-        fixed (int* cuQPtr = cuSeqlensQ)
         fixed (int* cuKPtr = cuSeqlensK)
-        fixed (float* alibiPtr = alibiSlopes)
-        fixed (float* biasPtr = bias)
-        fixed (float* lsePtr = lse)
         {
             var p = new AttentionParams
             {
-                Q = qPtr,
                 K = kPtr,
                 V = vPtr,
-                Out = outPtr,
-                Lse = lse.IsEmpty ? null : lsePtr,
-                CuSeqlensQ = cuQPtr,
                 CuSeqlensK = cuKPtr,
-                NumSeqs = numSeqs,
-                NumHeads = numHeads,
                 NumKvHeads = numKvHeads,
                 HeadDim = headDim,
-                QStride = qStep,
                 KStride = kStep,
                 VStride = vStep,
-                OutStride = outStep,
-                AlibiSlopes = alibiSlopes.IsEmpty ? null : alibiPtr,
-                Bias = bias.IsEmpty ? null : biasPtr,
-                BiasHeadStride = bias.IsEmpty ? 0 : biasHeadStride,
-                BiasRowStride = bias.IsEmpty ? 0 : biasRowStride,
-                Dtype = dtype,
             };
-            SetOptions(ref p, options);
-            Status status;
-            using (var lease = ctx.Acquire())
-                status = NativeMethods.Attention(lease.Handle, &p);
-            NativeStatus.ThrowIfFailed(status, "lk_attention");
+            Run(ref p, q, output, cuSeqlensQ, numHeads, qStep, outStep, options, alibiSlopes, bias, biasHeadStride, biasRowStride, lse,
+                context);
         }
     }
 
@@ -183,7 +160,7 @@ public static class Attention
                                               Span<float> lse = default, int qStride = 0, int outputStride = 0,
                                               CpuContext? context = null) where T : unmanaged
     {
-        Dtype dtype = ElementType.Of<T>();
+        _ = ElementType.Of<T>(); // as in Forward
         layout.CheckCaches(keyCache, valueCache);
         int numKvHeads = layout.NumKvHeads, headDim = layout.HeadDim;
         CheckHeads(numHeads, numKvHeads, headDim, nameof(layout), nameof(layout), inLayout: true);
@@ -219,24 +196,13 @@ public static class Attention
         if (numSeqs == 0)
             return;
 
-        CpuContext ctx = CpuContext.Resolve(context);
-        fixed (T* qPtr = q)
         fixed (T* keyCachePtr = keyCache)
         fixed (T* valueCachePtr = valueCache)
         fixed (int* tablesPtr = blockTables)
         fixed (int* seqLensPtr = seqLensK)
-        fixed (T* outPtr = output)
-        fixed (int* cuQPtr = cuSeqlensQ)
-        fixed (float* alibiPtr = alibiSlopes)
-        fixed (float* biasPtr = bias)
-        fixed (float* lsePtr = lse)
         {
             var p = new AttentionParams
             {
-                Q = qPtr,
-                Out = outPtr,
-                Lse = lse.IsEmpty ? null : lsePtr,
-                CuSeqlensQ = cuQPtr,
                 SeqlensK = seqLensPtr,
                 Cache = new PagedKvCache
                 {
@@ -246,26 +212,53 @@ public static class Attention
                     BlockSize = layout.BlockSize,
                     NumKvHeads = numKvHeads,
                     HeadDim = headDim,
-                    Dtype = dtype,
+                    Dtype = ElementType.Of<T>(),
                 },
                 BlockTables = blockTables.IsEmpty ? null : tablesPtr,
                 MaxBlocksPerSeq = maxBlocksPerSeq,
-                NumSeqs = numSeqs,
-                NumHeads = numHeads,
                 NumKvHeads = numKvHeads,
                 HeadDim = headDim,
-                QStride = qStep,
-                OutStride = outStep,
-                AlibiSlopes = alibiSlopes.IsEmpty ? null : alibiPtr,
-                Bias = bias.IsEmpty ? null : biasPtr,
-                BiasHeadStride = bias.IsEmpty ? 0 : biasHeadStride,
-                BiasRowStride = bias.IsEmpty ? 0 : biasRowStride,
-                Dtype = dtype,
             };
+            Run(ref p, q, output, cuSeqlensQ, numHeads, qStep, outStep, options, alibiSlopes, bias, biasHeadStride, biasRowStride, lse,
+                context);
+        }
+    }
+
+    /// <summary>
+    /// The part both forms share: pins the queries, output, offsets and extras, completes <paramref name="p"/> (whose keys the
+    /// caller has set and keeps pinned), and calls <c>lk_attention</c>.
+    /// </summary>
+    private static unsafe void Run<T>(ref AttentionParams p, ReadOnlySpan<T> q, Span<T> output, ReadOnlySpan<int> cuSeqlensQ,
+                                      int numHeads, long qStep, long outStep, AttentionOptions options, ReadOnlySpan<float> alibiSlopes,
+                                      ReadOnlySpan<float> bias, int biasHeadStride, int biasRowStride, Span<float> lse,
+                                      CpuContext? context) where T : unmanaged
+    {
+        CpuContext ctx = CpuContext.Resolve(context);
+        fixed (T* qPtr = q)
+        fixed (T* outPtr = output)
+        fixed (int* cuQPtr = cuSeqlensQ)
+        fixed (float* alibiPtr = alibiSlopes)
+        fixed (float* biasPtr = bias)
+        fixed (float* lsePtr = lse)
+        {
+            p.Q = qPtr;
+            p.Out = outPtr;
+            p.Lse = lse.IsEmpty ? null : lsePtr;
+            p.CuSeqlensQ = cuQPtr;
+            p.NumSeqs = cuSeqlensQ.Length - 1;
+            p.NumHeads = numHeads;
+            p.QStride = qStep;
+            p.OutStride = outStep;
+            p.AlibiSlopes = alibiSlopes.IsEmpty ? null : alibiPtr;
+            p.Bias = bias.IsEmpty ? null : biasPtr;
+            p.BiasHeadStride = bias.IsEmpty ? 0 : biasHeadStride;
+            p.BiasRowStride = bias.IsEmpty ? 0 : biasRowStride;
+            p.Dtype = ElementType.Of<T>();
             SetOptions(ref p, options);
             Status status;
+            fixed (AttentionParams* pp = &p)
             using (var lease = ctx.Acquire())
-                status = NativeMethods.Attention(lease.Handle, &p);
+                status = NativeMethods.Attention(lease.Handle, pp);
             NativeStatus.ThrowIfFailed(status, "lk_attention");
         }
     }
