@@ -64,6 +64,15 @@ static int compare_keyed(const void *a, const void *b) {
   return x->index < y->index ? -1 : x->index > y->index;
 }
 
+/* Sorts `keyed` and returns the position of the first entry whose value repeats its
+ * predecessor's, or 0 when every value is distinct (position 0 never repeats). */
+static int64_t sorted_repeat(kv_keyed *keyed, int64_t count) {
+  qsort(keyed, (size_t)count, sizeof *keyed, compare_keyed);
+  for (int64_t i = 1; i < count; i++)
+    if (keyed[i].value == keyed[i - 1].value) return i;
+  return 0;
+}
+
 static kv_keyed *keyed_buffer(lk_cpu_context *context, int64_t count, bool *heap) {
   *heap = false;
   const size_t bytes = (size_t)count * sizeof(kv_keyed);
@@ -138,12 +147,10 @@ static lk_status validate_write(lk_cpu_context *context, const lk_kv_cache_write
   int64_t k = 0;
   for (int64_t t = 0; t < p->num_tokens; t++)
     if (p->slot_mapping[t] >= 0) keyed[k++] = (kv_keyed){p->slot_mapping[t], t};
-  qsort(keyed, (size_t)used, sizeof *keyed, compare_keyed);
-  status = LK_OK;
-  for (int64_t i = 1; i < used && status == LK_OK; i++)
-    if (keyed[i].value == keyed[i - 1].value)
-      status = lk_fail(LK_ERR_INVALID_ARGUMENT, "slot_mapping[%lld]: slot %lld is also the slot of token %lld",
-                       (long long)keyed[i].index, (long long)keyed[i].value, (long long)keyed[i - 1].index);
+  const int64_t i = sorted_repeat(keyed, used);
+  status = i == 0 ? LK_OK
+                  : lk_fail(LK_ERR_INVALID_ARGUMENT, "slot_mapping[%lld]: slot %lld is also the slot of token %lld",
+                            (long long)keyed[i].index, (long long)keyed[i].value, (long long)keyed[i - 1].index);
   if (heap) free(keyed);
   return status;
 }
@@ -309,12 +316,10 @@ static lk_status validate_copy(lk_cpu_context *context, const lk_kv_cache_copy_b
   int64_t k = 0;
   for (int64_t i = 0; i < p->num_pairs; i++)
     if (p->block_mapping[2 * i] != p->block_mapping[2 * i + 1]) dst[k++] = (kv_keyed){p->block_mapping[2 * i + 1], i};
-  qsort(dst, (size_t)copies, sizeof *dst, compare_keyed);
-  status = LK_OK;
-  for (int64_t i = 1; i < copies && status == LK_OK; i++)
-    if (dst[i].value == dst[i - 1].value)
-      status = lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping[%lld][1]: block %lld is already the destination of pair %lld",
-                       (long long)dst[i].index, (long long)dst[i].value, (long long)dst[i - 1].index);
+  const int64_t repeat = sorted_repeat(dst, copies);
+  status = repeat == 0 ? LK_OK
+                       : lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping[%lld][1]: block %lld is already the destination of pair %lld",
+                                 (long long)dst[repeat].index, (long long)dst[repeat].value, (long long)dst[repeat - 1].index);
   for (int64_t i = 0; i < p->num_pairs && status == LK_OK; i++) {
     const int64_t src = p->block_mapping[2 * i];
     if (src == p->block_mapping[2 * i + 1]) continue;
