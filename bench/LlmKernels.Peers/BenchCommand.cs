@@ -46,11 +46,12 @@ public static class BenchCommand
             output.WriteLine();
 
             long? lastLevelCache = MachineInfo.LastLevelCacheBytes();
-            var ceilings = Ceilings.Measure(options.Threads, Ceilings.BufferBytesFor(lastLevelCache), options.CeilingRepetitions);
+            // One probe for the run's ceilings and for the copy ceiling re-measured next to each cold case.
+            using var probe = new CopyProbe(options.Threads, Ceilings.BufferBytesFor(lastLevelCache));
+            var ceilings = Ceilings.Measure(probe, options.CeilingRepetitions);
             var cases = BenchFamilies.AllCases(options.Quick).Where(options.Includes).ToList();
             // Built only when a DRAM-class case runs: it holds twice the last-level cache.
             using var flush = !options.Warm && cases.Any(BenchMeasurement.IsCold) ? new CacheFlush(options.Threads, CacheFlush.BytesFor(lastLevelCache)) : null;
-            using var copy = flush is not null ? new CopyProbe(options.Threads, Ceilings.BufferBytesFor(lastLevelCache)) : null;
             var table = new BenchTable(output, ceilings);
             table.WriteCeilings(isa, flush);
             table.WriteHeader();
@@ -59,7 +60,7 @@ public static class BenchCommand
             foreach (var @case in cases)
             {
                 var row = BenchMeasurement.MeasureRow(@case, options.PeersFor(@case), context, options.Threads, options.Timing, flush,
-                    options.ColdTiming, copy, options.CeilingRepetitions <= 3 ? 2 : 3);
+                    options.ColdTiming, probe, options.CeilingRepetitions <= 3 ? 2 : 3);
                 rows.Add(row);
                 table.WriteRow(row);
                 output.Flush();

@@ -26,53 +26,29 @@ public sealed record Ceilings(
     /// Measures copy and read bandwidth over two buffers of <paramref name="bufferBytes"/> each
     /// (best of <paramref name="repetitions"/>), and optionally the AVX2 FMA peak.
     /// </summary>
-    public static unsafe Ceilings Measure(int threads, long bufferBytes = DefaultBufferBytes, int repetitions = 7, bool fma = true)
+    public static Ceilings Measure(int threads, long bufferBytes = DefaultBufferBytes, int repetitions = 7, bool fma = true)
     {
-        long count = bufferBytes / sizeof(float) / MemoryProbes.Granule * MemoryProbes.Granule;
-        using var team = new ThreadTeam(threads);
-        using var source = new NativeBuffer(count * sizeof(float));
-        using var destination = new NativeBuffer(count * sizeof(float));
-        float* a = source.As<float>(), c = destination.As<float>();
-        var sums = new float[threads];
+        using var probe = new CopyProbe(threads, bufferBytes);
+        return Measure(probe, repetitions, fma);
+    }
 
-        // First touch from the team, in the slices each member will use: on a NUMA machine the
-        // pages land near the thread that streams them, as in roofline.c's parallel init.
-        team.Run(i =>
-        {
-            var (start, end) = team.Slice(i, count, MemoryProbes.Granule);
-            for (long k = start; k < end; k++) { a[k] = 1f; c[k] = 0.5f; }
-        });
-
-        double copyBytes = 2.0 * count * sizeof(float), readBytes = 1.0 * count * sizeof(float);
-        double plain = team.Best(i =>
-        {
-            var (start, end) = team.Slice(i, count, MemoryProbes.Granule);
-            MemoryProbes.CopyPlain(a, c, start, end);
-        }, repetitions);
-        double? streaming = Avx.IsSupported
-            ? team.Best(i =>
-            {
-                var (start, end) = team.Slice(i, count, MemoryProbes.Granule);
-                MemoryProbes.CopyStreaming(a, c, start, end);
-            }, repetitions)
-            : null;
-        double read = team.Best(i =>
-        {
-            var (start, end) = team.Slice(i, count, MemoryProbes.Granule);
-            sums[i] += MemoryProbes.ReadSum(a, start, end);
-        }, repetitions);
+    /// <summary>As <see cref="Measure(int, long, int, bool)"/>, over the buffers and threads of <paramref name="probe"/>.</summary>
+    public static Ceilings Measure(CopyProbe probe, int repetitions = 7, bool fma = true)
+    {
+        double plain = probe.CopyPlainGBps(repetitions);
+        double? streaming = probe.CopyStreamingGBps(repetitions);
+        double read = probe.ReadGBps(repetitions);
 
         double? fmaGflops = null;
         if (fma && Fma.IsSupported)
         {
             const long iterations = 20_000_000; // ~40 ms per thread at 80 GFLOP/s, as roofline.c
-            double seconds = team.Best(i => sums[i] += MemoryProbes.FmaChains(iterations), Math.Min(repetitions, 3));
-            fmaGflops = threads * iterations * MemoryProbes.FmaFlopsPerIteration / seconds / 1e9;
+            var sums = new float[probe.Team.Count];
+            double seconds = probe.Team.Best(i => sums[i] += MemoryProbes.FmaChains(iterations), Math.Min(repetitions, 3));
+            GC.KeepAlive(sums);
+            fmaGflops = probe.Team.Count * iterations * MemoryProbes.FmaFlopsPerIteration / seconds / 1e9;
         }
-
-        GC.KeepAlive(sums);
-        return new Ceilings(threads, count * sizeof(float), copyBytes / plain / 1e9,
-            streaming is double s ? copyBytes / s / 1e9 : null, readBytes / read / 1e9, fmaGflops);
+        return new Ceilings(probe.Team.Count, probe.Count * sizeof(float), plain, streaming, read, fmaGflops);
     }
 
     /// <summary>
