@@ -7,6 +7,7 @@
  * ISA runs until the vector kernels (tiles of queries sharing K/V tiles, flash-decoding splits of
  * long contexts) land; those will be tested against it and against float64 (docs/attention.md). */
 #include "attention.h"
+#include "kv_cache.h"
 
 #include <math.h>
 #include <string.h>
@@ -32,43 +33,24 @@ static lk_status check_stride(int64_t *stride, int64_t row, const char *name) {
   return LK_OK;
 }
 
-/* The paged form: the cache's geometry must be the call's, and every table entry a sequence's
- * keys use must name a block of the cache. */
-static lk_status validate_paged(attention_job *job) {
+/* The paged form: a valid cache (lk_kv_cache_check) whose geometry and dtype are the call's, and
+ * every table entry a sequence's keys use naming one of its blocks; out apart from both caches. */
+static lk_status validate_paged(attention_job *job, int64_t total_q, lk_span out) {
   lk_attention_params *p = &job->p;
   const lk_paged_kv_cache *c = &p->cache;
-  if (!c->value_cache) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.value_cache: NULL");
+  lk_kv_geometry g;
+  lk_status status = lk_kv_cache_check(c, &g);
+  if (status != LK_OK) return status;
   if (c->dtype != p->dtype)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.dtype: %d differs from dtype %d", (int)c->dtype, (int)p->dtype);
   if (c->num_kv_heads != p->num_kv_heads || c->head_dim != p->head_dim)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache: [%lld kv heads, head_dim %lld] differs from num_kv_heads %lld, head_dim %lld",
                    (long long)c->num_kv_heads, (long long)c->head_dim, (long long)p->num_kv_heads, (long long)p->head_dim);
-  if (c->num_blocks <= 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.num_blocks: %lld, must be positive", (long long)c->num_blocks);
-  if (c->block_size <= 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.block_size: %lld, must be positive", (long long)c->block_size);
-  const int64_t row = p->num_kv_heads * p->head_dim;
-  if (c->num_blocks > INT64_MAX / c->block_size ||
-      lk_extent_bytes(c->key_cache, c->num_blocks * c->block_size, row, row, p->dtype) < 0 ||
-      lk_extent_bytes(c->value_cache, c->num_blocks * c->block_size, row, row, p->dtype) < 0)
-    return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache: num_blocks * block_size * num_kv_heads * head_dim overflows");
-  if (p->num_seqs == 0) return LK_OK;
-  if (!p->seqlens_k) return lk_fail(LK_ERR_INVALID_ARGUMENT, "seqlens_k: NULL");
-  if (p->max_blocks_per_seq < 0 || (p->max_blocks_per_seq > 0 && p->max_blocks_per_seq > INT64_MAX / c->block_size))
-    return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_blocks_per_seq: %lld, out of range", (long long)p->max_blocks_per_seq);
-  const int64_t covered = p->max_blocks_per_seq * c->block_size;
-  for (int64_t s = 0; s < p->num_seqs; s++) {
-    const int64_t len = p->seqlens_k[s];
-    if (len < 0 || len > covered)
-      return lk_fail(LK_ERR_INVALID_ARGUMENT, "seqlens_k[%lld]: %lld keys, outside [0, max_blocks_per_seq * block_size = %lld]",
-                     (long long)s, (long long)len, (long long)covered);
-    const int64_t blocks = (len + c->block_size - 1) / c->block_size;
-    if (blocks > 0 && !p->block_tables) return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables: NULL");
-    for (int64_t j = 0; j < blocks; j++) {
-      const int64_t block = p->block_tables[s * p->max_blocks_per_seq + j];
-      if (block < 0 || block >= c->num_blocks)
-        return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables[%lld][%lld]: block %lld is outside [0, num_blocks = %lld)",
-                       (long long)s, (long long)j, (long long)block, (long long)c->num_blocks);
-    }
-  }
+  int64_t total_k, units;
+  status = lk_kv_block_tables_check(c, p->block_tables, p->max_blocks_per_seq, p->seqlens_k, p->num_seqs, "seqlens_k", &total_k,
+                                    &units);
+  if (status != LK_OK) return status;
+  if (total_q > 0 && lk_kv_overlaps_cache(c, &g, out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: overlaps the cache");
   return LK_OK;
 }
 
@@ -118,14 +100,7 @@ static lk_status validate(const lk_attention_params *params, attention_job *job)
   if (total_q > 0 && lk_spans_overlap(out, lk_rows_span(p->q, total_q, q_row, p->q_stride, p->dtype)))
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: overlaps q");
 
-  if (job->paged) {
-    if ((status = validate_paged(job)) != LK_OK) return status;
-    const int64_t slots = p->cache.num_blocks * p->cache.block_size;
-    if (total_q > 0 && (lk_spans_overlap(out, lk_rows_span(p->cache.key_cache, slots, kv_row, kv_row, p->dtype)) ||
-                        lk_spans_overlap(out, lk_rows_span(p->cache.value_cache, slots, kv_row, kv_row, p->dtype))))
-      return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: overlaps the cache");
-    return LK_OK;
-  }
+  if (job->paged) return validate_paged(job, total_q, out);
   if ((status = check_offsets(p->cu_seqlens_k, p->num_seqs, "cu_seqlens_k")) != LK_OK) return status;
   const int64_t total_k = p->cu_seqlens_k[p->num_seqs];
   if ((status = check_stride(&p->k_stride, kv_row, "k_stride")) != LK_OK) return status;

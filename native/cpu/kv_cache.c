@@ -7,7 +7,7 @@
  * a contiguous run on every ISA, and a vector loop of ours would only match it. The work is in the
  * validation, which reads every index before anything is written, so that a bad slot or block id
  * is an error and never a write outside the cache (docs/kv_cache.md). */
-#include "lk_internal.h"
+#include "kv_cache.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,14 +15,9 @@
 /* Below this many bytes per extra thread a call runs on the caller (a wake-up costs microseconds). */
 #define LK_KV_MIN_BYTES_PER_THREAD ((int64_t)256 << 10)
 
-typedef struct kv_geometry {
-  int64_t row_elements; /* num_kv_heads * head_dim */
-  int64_t row_bytes;
-  int64_t slots;        /* num_blocks * block_size */
-  int64_t block_bytes;  /* block_size rows */
-} kv_geometry;
+typedef lk_kv_geometry kv_geometry;
 
-static lk_status validate_cache(const lk_paged_kv_cache *c, kv_geometry *g) {
+lk_status lk_kv_cache_check(const lk_paged_kv_cache *c, kv_geometry *g) {
   if (!c->key_cache) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.key_cache: NULL");
   if (!c->value_cache) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.value_cache: NULL");
   if (!lk_dtype_valid(c->dtype)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.dtype: %d is not a dtype", (int)c->dtype);
@@ -47,9 +42,43 @@ static lk_status validate_cache(const lk_paged_kv_cache *c, kv_geometry *g) {
   return LK_OK;
 }
 
-static bool overlaps_cache(const lk_paged_kv_cache *c, const kv_geometry *g, lk_span s) {
+bool lk_kv_overlaps_cache(const lk_paged_kv_cache *c, const kv_geometry *g, lk_span s) {
   return lk_spans_overlap(s, lk_rows_span(c->key_cache, g->slots, g->row_elements, g->row_elements, c->dtype)) ||
          lk_spans_overlap(s, lk_rows_span(c->value_cache, g->slots, g->row_elements, g->row_elements, c->dtype));
+}
+
+lk_status lk_kv_block_tables_check(const lk_paged_kv_cache *c, const int32_t *block_tables, int64_t max_blocks_per_seq,
+                                   const int32_t *lengths, int64_t num_seqs, const char *lengths_name, int64_t *total,
+                                   int64_t *units) {
+  *total = *units = 0;
+  if (!lengths) return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s: NULL", lengths_name);
+  if (max_blocks_per_seq < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_blocks_per_seq: %lld, must not be negative", (long long)max_blocks_per_seq);
+  if (max_blocks_per_seq > INT64_MAX / num_seqs || max_blocks_per_seq > INT64_MAX / c->block_size)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_blocks_per_seq: %lld overflows with num_seqs or block_size",
+                   (long long)max_blocks_per_seq);
+  const int64_t covered = max_blocks_per_seq * c->block_size;
+  for (int64_t s = 0; s < num_seqs; s++) {
+    const int64_t len = lengths[s];
+    if (len < 0)
+      return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s[%lld]: %lld, must not be negative", lengths_name, (long long)s, (long long)len);
+    if (len > covered)
+      return lk_fail(LK_ERR_INVALID_ARGUMENT,
+                     "%s[%lld]: %lld tokens need more than the block table's max_blocks_per_seq * block_size = %lld",
+                     lengths_name, (long long)s, (long long)len, (long long)covered);
+    const int64_t blocks = (len + c->block_size - 1) / c->block_size;
+    /* Only the entries a sequence uses are read: empty sequences need no table at all. */
+    if (blocks > 0 && !block_tables) return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables: NULL");
+    for (int64_t j = 0; j < blocks; j++) {
+      const int64_t block = block_tables[s * max_blocks_per_seq + j];
+      if (block < 0 || block >= c->num_blocks)
+        return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables[%lld][%lld]: block %lld is outside [0, num_blocks = %lld)",
+                       (long long)s, (long long)j, (long long)block, (long long)c->num_blocks);
+    }
+    *total += len;
+    *units += blocks;
+  }
+  return LK_OK;
 }
 
 /* ---- duplicate detection ----------------------------------------------------------------------
@@ -105,7 +134,7 @@ static lk_status validate_write(lk_cpu_context *context, const lk_kv_cache_write
   if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
   job->p = *params;
   lk_kv_cache_write_params *p = &job->p;
-  lk_status status = validate_cache(&p->cache, &job->g);
+  lk_status status = lk_kv_cache_check(&p->cache, &job->g);
   if (status != LK_OK) return status;
   if (p->num_tokens < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_tokens: %lld, must not be negative", (long long)p->num_tokens);
   if (p->num_tokens == 0) return LK_OK;
@@ -125,9 +154,9 @@ static lk_status validate_write(lk_cpu_context *context, const lk_kv_cache_write
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "key: num_tokens * key_stride overflows");
   if (lk_extent_bytes(p->value, p->num_tokens, row, p->value_stride, p->cache.dtype) < 0)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "value: num_tokens * value_stride overflows");
-  if (overlaps_cache(&p->cache, &job->g, lk_rows_span(p->key, p->num_tokens, row, p->key_stride, p->cache.dtype)))
+  if (lk_kv_overlaps_cache(&p->cache, &job->g, lk_rows_span(p->key, p->num_tokens, row, p->key_stride, p->cache.dtype)))
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "key: overlaps the cache");
-  if (overlaps_cache(&p->cache, &job->g, lk_rows_span(p->value, p->num_tokens, row, p->value_stride, p->cache.dtype)))
+  if (lk_kv_overlaps_cache(&p->cache, &job->g, lk_rows_span(p->value, p->num_tokens, row, p->value_stride, p->cache.dtype)))
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "value: overlaps the cache");
 
   int64_t used = 0;
@@ -206,39 +235,16 @@ static lk_status validate_gather(const lk_kv_cache_gather_params *params, kv_gat
   if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
   job->p = *params;
   const lk_kv_cache_gather_params *p = &job->p;
-  lk_status status = validate_cache(&p->cache, &job->g);
+  lk_status status = lk_kv_cache_check(&p->cache, &job->g);
   if (status != LK_OK) return status;
   if (p->num_seqs < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_seqs: %lld, must not be negative", (long long)p->num_seqs);
   if (p->out_tokens < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_tokens: %lld, must not be negative", (long long)p->out_tokens);
   *units = 0;
   if (p->num_seqs == 0) return LK_OK;
-  if (!p->seq_lens) return lk_fail(LK_ERR_INVALID_ARGUMENT, "seq_lens: NULL");
-  if (p->max_blocks_per_seq < 0)
-    return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_blocks_per_seq: %lld, must not be negative", (long long)p->max_blocks_per_seq);
-  if (p->max_blocks_per_seq > INT64_MAX / p->num_seqs || p->max_blocks_per_seq > INT64_MAX / p->cache.block_size)
-    return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_blocks_per_seq: %lld overflows with num_seqs or block_size",
-                   (long long)p->max_blocks_per_seq);
-  const int64_t covered = p->max_blocks_per_seq * p->cache.block_size;
-  int64_t total = 0;
-  for (int64_t s = 0; s < p->num_seqs; s++) {
-    const int64_t len = p->seq_lens[s];
-    if (len < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "seq_lens[%lld]: %lld, must not be negative", (long long)s, (long long)len);
-    if (len > covered)
-      return lk_fail(LK_ERR_INVALID_ARGUMENT,
-                     "seq_lens[%lld]: %lld tokens need more than the block table's max_blocks_per_seq * block_size = %lld",
-                     (long long)s, (long long)len, (long long)covered);
-    const int64_t blocks = (len + p->cache.block_size - 1) / p->cache.block_size;
-    /* Only the entries a sequence uses are read: empty sequences need no table at all. */
-    if (blocks > 0 && !p->block_tables) return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables: NULL");
-    for (int64_t j = 0; j < blocks; j++) {
-      const int64_t block = p->block_tables[s * p->max_blocks_per_seq + j];
-      if (block < 0 || block >= p->cache.num_blocks)
-        return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables[%lld][%lld]: block %lld is outside [0, num_blocks = %lld)",
-                       (long long)s, (long long)j, (long long)block, (long long)p->cache.num_blocks);
-    }
-    total += len;
-    *units += blocks;
-  }
+  int64_t total;
+  status = lk_kv_block_tables_check(&p->cache, p->block_tables, p->max_blocks_per_seq, p->seq_lens, p->num_seqs, "seq_lens",
+                                    &total, units);
+  if (status != LK_OK) return status;
   if (total > p->out_tokens)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_tokens: %lld rows cannot hold sum(seq_lens) = %lld", (long long)p->out_tokens,
                    (long long)total);
@@ -251,8 +257,8 @@ static lk_status validate_gather(const lk_kv_cache_gather_params *params, kv_gat
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_tokens: sum(seq_lens) * num_kv_heads * head_dim overflows");
   const lk_span key_out = lk_rows_span(p->key_out, total, row, row, p->cache.dtype);
   const lk_span value_out = lk_rows_span(p->value_out, total, row, row, p->cache.dtype);
-  if (overlaps_cache(&p->cache, &job->g, key_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "key_out: overlaps the cache");
-  if (overlaps_cache(&p->cache, &job->g, value_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_out: overlaps the cache");
+  if (lk_kv_overlaps_cache(&p->cache, &job->g, key_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "key_out: overlaps the cache");
+  if (lk_kv_overlaps_cache(&p->cache, &job->g, value_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_out: overlaps the cache");
   if (lk_spans_overlap(key_out, value_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_out: overlaps key_out");
   return LK_OK;
 }
@@ -294,7 +300,7 @@ static lk_status validate_copy(lk_cpu_context *context, const lk_kv_cache_copy_b
   if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
   job->p = *params;
   const lk_kv_cache_copy_blocks_params *p = &job->p;
-  lk_status status = validate_cache(&p->cache, &job->g);
+  lk_status status = lk_kv_cache_check(&p->cache, &job->g);
   if (status != LK_OK) return status;
   if (p->num_pairs < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_pairs: %lld, must not be negative", (long long)p->num_pairs);
   if (p->num_pairs == 0) return LK_OK;
