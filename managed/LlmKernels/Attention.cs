@@ -72,21 +72,15 @@ public static class Attention
         CheckHeads(numHeads, numKvHeads, headDim, nameof(numKvHeads), nameof(headDim), inLayout: false);
         options ??= s_defaultOptions;
         CheckOptions(options);
-        if (cuSeqlensQ.IsEmpty)
-            throw new ArgumentException("Empty: the offsets of n sequences are n + 1 elements, from 0.", nameof(cuSeqlensQ));
+        CheckOffsets(cuSeqlensQ);
         if (cuSeqlensK.Length != cuSeqlensQ.Length)
             throw new ArgumentException($"Length {cuSeqlensK.Length} differs from cuSeqlensQ.Length ({cuSeqlensQ.Length}).", nameof(cuSeqlensK));
         int numSeqs = cuSeqlensQ.Length - 1;
-        long qRow = (long)numHeads * headDim, kvRow = (long)numKvHeads * headDim;
-        long qStep = SpanChecks.TokenStride(qStride, qRow, nameof(qStride), "numHeads x headDim");
-        long outStep = SpanChecks.TokenStride(outputStride, qRow, nameof(outputStride), "numHeads x headDim");
+        var (qStep, outStep, totalQ) = CheckQueries(q, output, cuSeqlensQ, numHeads, headDim, qStride, outputStride);
+        long kvRow = (long)numKvHeads * headDim;
         long kStep = SpanChecks.TokenStride(kStride, kvRow, nameof(kStride), "numKvHeads x headDim");
         long vStep = SpanChecks.TokenStride(vStride, kvRow, nameof(vStride), "numKvHeads x headDim");
-        // Offsets that are not from 0 and non-decreasing are the native library's to report, before it reads anything; until
-        // then a negative total only means there is nothing to check the lengths against.
-        int totalQ = Math.Max(cuSeqlensQ[^1], 0), totalK = Math.Max(cuSeqlensK[^1], 0);
-        SpanChecks.TokenRows(q.Length, totalQ, qStep, qRow, nameof(q), nameof(qStride));
-        SpanChecks.TokenRows(output.Length, totalQ, outStep, qRow, nameof(output), nameof(outputStride));
+        int totalK = Math.Max(cuSeqlensK[^1], 0);
         SpanChecks.TokenRows(k.Length, totalK, kStep, kvRow, nameof(k), nameof(kStride));
         SpanChecks.TokenRows(v.Length, totalK, vStep, kvRow, nameof(v), nameof(vStride));
         CheckExtras(numHeads, totalQ, alibiSlopes, bias, biasHeadStride, biasRowStride, lse,
@@ -166,24 +160,13 @@ public static class Attention
         CheckHeads(numHeads, numKvHeads, headDim, nameof(layout), nameof(layout), inLayout: true);
         options ??= s_defaultOptions;
         CheckOptions(options);
-        if (cuSeqlensQ.IsEmpty)
-            throw new ArgumentException("Empty: the offsets of n sequences are n + 1 elements, from 0.", nameof(cuSeqlensQ));
+        CheckOffsets(cuSeqlensQ);
         int numSeqs = cuSeqlensQ.Length - 1;
         if (seqLensK.Length != numSeqs)
             throw new ArgumentException($"Length {seqLensK.Length} differs from the {numSeqs} sequences of cuSeqlensQ (its length - 1).",
                                         nameof(seqLensK));
-        if (maxBlocksPerSeq < 0)
-            throw new ArgumentOutOfRangeException(nameof(maxBlocksPerSeq), maxBlocksPerSeq, "Must be non-negative.");
-        long tableEntries = (long)numSeqs * maxBlocksPerSeq;
-        if (blockTables.Length < tableEntries)
-            throw new ArgumentException($"Length {blockTables.Length} is less than sequences x maxBlocksPerSeq ({tableEntries}).",
-                                        nameof(blockTables));
-        long qRow = (long)numHeads * headDim;
-        long qStep = SpanChecks.TokenStride(qStride, qRow, nameof(qStride), "numHeads x headDim");
-        long outStep = SpanChecks.TokenStride(outputStride, qRow, nameof(outputStride), "numHeads x headDim");
-        int totalQ = Math.Max(cuSeqlensQ[^1], 0);
-        SpanChecks.TokenRows(q.Length, totalQ, qStep, qRow, nameof(q), nameof(qStride));
-        SpanChecks.TokenRows(output.Length, totalQ, outStep, qRow, nameof(output), nameof(outputStride));
+        KvCache.CheckBlockTables(blockTables, maxBlocksPerSeq, numSeqs);
+        var (qStep, outStep, totalQ) = CheckQueries(q, output, cuSeqlensQ, numHeads, headDim, qStride, outputStride);
         CheckExtras(numHeads, totalQ, alibiSlopes, bias, biasHeadStride, biasRowStride, lse,
                     BiasExtent(cuSeqlensQ, default, seqLensK, paged: true, biasRowStride));
         CheckWritesAlone<T>(output, lse, q, alibiSlopes, bias, cuSeqlensQ, seqLensK, nameof(seqLensK));
@@ -261,6 +244,29 @@ public static class Attention
                 status = NativeMethods.Attention(lease.Handle, pp);
             NativeStatus.ThrowIfFailed(status, "lk_attention");
         }
+    }
+
+    private static void CheckOffsets(ReadOnlySpan<int> cuSeqlensQ)
+    {
+        if (cuSeqlensQ.IsEmpty)
+            throw new ArgumentException("Empty: the offsets of n sequences are n + 1 elements, from 0.", nameof(cuSeqlensQ));
+    }
+
+    /// <summary>
+    /// The query side both forms share: the strides of <paramref name="q"/> and <paramref name="output"/> and their lengths for
+    /// the total of <paramref name="cuSeqlensQ"/>. Offsets that do not start at 0 or decrease are the native library's to report,
+    /// before it reads anything; until then a negative total only means there is nothing to check the lengths against.
+    /// </summary>
+    private static (long QStep, long OutStep, int TotalQ) CheckQueries<T>(ReadOnlySpan<T> q, Span<T> output, ReadOnlySpan<int> cuSeqlensQ,
+                                                                           int numHeads, int headDim, int qStride, int outputStride)
+    {
+        long qRow = (long)numHeads * headDim;
+        long qStep = SpanChecks.TokenStride(qStride, qRow, nameof(qStride), "numHeads x headDim");
+        long outStep = SpanChecks.TokenStride(outputStride, qRow, nameof(outputStride), "numHeads x headDim");
+        int totalQ = Math.Max(cuSeqlensQ[^1], 0);
+        SpanChecks.TokenRows(q.Length, totalQ, qStep, qRow, nameof(q), nameof(qStride));
+        SpanChecks.TokenRows(output.Length, totalQ, outStep, qRow, nameof(output), nameof(outputStride));
+        return (qStep, outStep, totalQ);
     }
 
     private static void SetOptions(ref AttentionParams p, AttentionOptions options)

@@ -107,12 +107,7 @@ public static class KvCache
     {
         Dtype dtype = ElementType.Of<T>();
         layout.CheckCaches(keyCache, valueCache);
-        if (maxBlocksPerSeq < 0)
-            throw new ArgumentOutOfRangeException(nameof(maxBlocksPerSeq), maxBlocksPerSeq, "Must be non-negative.");
-        long tableEntries = (long)seqLens.Length * maxBlocksPerSeq;
-        if (blockTables.Length < tableEntries)
-            throw new ArgumentException($"Length {blockTables.Length} is less than seqLens.Length x maxBlocksPerSeq ({tableEntries}).",
-                                        nameof(blockTables));
+        CheckBlockTables(blockTables, maxBlocksPerSeq, seqLens.Length);
         int row = (int)layout.RowElements;
         SpanChecks.SameLength<T, T>(keyOut, valueOut, nameof(keyOut), nameof(valueOut));
         int capacity = keyOut.Length / row;
@@ -196,6 +191,21 @@ public static class KvCache
                 status = NativeMethods.KvCacheCopyBlocks(lease.Handle, &p);
             NativeStatus.ThrowIfFailed(status, "lk_kv_cache_copy_blocks");
         }
+    }
+
+    /// <summary>
+    /// A block table of <paramref name="numSeqs"/> rows of <paramref name="maxBlocksPerSeq"/> entries fits in
+    /// <paramref name="blockTables"/> (the entries themselves are the native library's to check): for <see cref="Gather{T}"/>
+    /// and <see cref="Attention.ForwardPaged{T}"/>.
+    /// </summary>
+    internal static void CheckBlockTables(ReadOnlySpan<int> blockTables, int maxBlocksPerSeq, int numSeqs)
+    {
+        if (maxBlocksPerSeq < 0)
+            throw new ArgumentOutOfRangeException(nameof(maxBlocksPerSeq), maxBlocksPerSeq, "Must be non-negative.");
+        long tableEntries = (long)numSeqs * maxBlocksPerSeq;
+        if (blockTables.Length < tableEntries)
+            throw new ArgumentException($"Length {blockTables.Length} is less than {numSeqs} sequences x maxBlocksPerSeq ({tableEntries}).",
+                                        nameof(blockTables));
     }
 
     private static unsafe PagedKvCache Native<T>(T* keyCache, T* valueCache, PagedKvCacheLayout layout, Dtype dtype) where T : unmanaged =>
