@@ -67,7 +67,9 @@ static const seq_pattern patterns[] = {
 #define PATTERN_COUNT ((int)(sizeof patterns / sizeof patterns[0]))
 
 static const lk_dtype dtypes[] = {LK_DTYPE_F32, LK_DTYPE_F16, LK_DTYPE_BF16};
-static const int64_t head_dims[] = {8, 64, 80, 128, 8, 64, 80, 128, 256}; /* 256 in 1 of 9 */
+/* 256 in 1 of 9; 24, 100 and 17 are ragged for the vector kernels (a vector body and a scalar tail
+ * on AVX2 and AVX-512; 17 also below one AVX-512 vector). */
+static const int64_t head_dims[] = {8, 64, 80, 128, 24, 100, 17, 128, 256};
 static const int64_t ratios[] = {1, 4, 8};
 static const int64_t windows[][2] = {{-1, -1}, {4, -1}, {3, 2}};
 static const float scales[] = {0.0f, 0.37f, 1.3f};
@@ -608,8 +610,8 @@ static void test_grid(void) {
 /* Hand-picked shapes beside the sweep: softcap with large scores, long decode, window only on
  * the right, each head_dim at GQA 8, and the same case with every thread count. */
 static void test_fixed(void) {
-  static const int64_t dims[] = {8, 64, 80, 128, 256};
-  for (int d = 0; d < 5; d++)
+  static const int64_t dims[] = {8, 17, 24, 64, 80, 100, 128, 256};
+  for (int d = 0; d < (int)(sizeof dims / sizeof dims[0]); d++)
     for (int t = 0; t < 3; t++) {
       attn_case c = case_for(d * 3 + t);
       c.dtype = dtypes[t];
