@@ -1,13 +1,16 @@
-/* Attention (llmkernels.h, lk_attention): validation and the portable C kernel.
+/* Attention (llmkernels.h, lk_attention): validation, the portable C kernel, and the schedule of
+ * the tiled vector kernels.
  *
- * The kernel is the readable definition: one (query token, head) row at a time, keys in order,
- * an online softmax (running max m and sum l, the accumulator rescaled by exp(m_old - m_new) when
- * the max grows), all in f32, the output rounded once. It never materialises a score row, so its
- * scratch is one head_dim accumulator on the stack whatever the sequence length. It is what every
- * ISA runs until the vector kernels (tiles of queries sharing K/V tiles, flash-decoding splits of
- * long contexts) land; those will be tested against it and against float64 (docs/attention.md). */
+ * The portable kernel is the readable definition: one (query token, head) row at a time, keys in
+ * order, an online softmax (running max m and sum l, the accumulator rescaled by exp(m_old -
+ * m_new) when the max grows), all in f32, the output rounded once. It never materialises a score
+ * row, so its scratch is one head_dim accumulator on the stack whatever the sequence length.
+ * AVX2 and AVX-512 run the tiled kernel instead (attention_tile.h, attention_tile_simd.h): blocks
+ * of query rows against tiles of keys, with flash-decoding splits of long key ranges. */
 #include "attention.h"
+#include "attention_tile.h"
 #include "kv_cache.h"
+#include "lk_atomic.h"
 
 #include <math.h>
 #include <string.h>
@@ -162,15 +165,50 @@ void lk_attention_rows_scalar(const void *job_, int64_t begin, int64_t end) {
   }
 }
 
-static lk_rows_fn variant(lk_isa isa) {
+/* ---- the tiled kernels' schedule ---------------------------------------------------------------- */
+
+static lk_attention_unit_fn tiled_variant(lk_isa isa) {
   switch (isa) {
 #if defined(LK_HAVE_AVX512)
-  case LK_ISA_AVX512: return lk_attention_rows_avx512;
+  case LK_ISA_AVX512: return lk_attention_unit_avx512;
 #endif
 #if defined(LK_HAVE_AVX2)
-  case LK_ISA_AVX2: return lk_attention_rows_avx2;
+  case LK_ISA_AVX2: return lk_attention_unit_avx2;
 #endif
-  default: return lk_attention_rows_scalar;
+  default: return NULL;
+  }
+}
+
+typedef struct unit_run {
+  const attention_job *job;
+  const lk_attention_plan *plan;
+  lk_attention_unit_fn fn;
+  lk_cpu_context *context;
+  volatile long next; /* the next unit to take: units vary in cost (causal masks), so threads pull them */
+} unit_run;
+
+static void run_units(void *arg, int thread, int threads) {
+  (void)threads;
+  unit_run *run = (unit_run *)arg;
+  void *scratch = run->context->scratch + (size_t)thread * run->context->scratch_bytes;
+  for (;;) {
+    const long unit = lk_atomic_add(&run->next, 1) - 1;
+    if (unit >= run->plan->units) break;
+    run->fn(run->job, run->plan, unit, scratch);
+  }
+}
+
+static void run_tiled(lk_cpu_context *context, const attention_job *job, lk_attention_unit_fn fn) {
+  lk_attention_plan plan;
+  lk_attention_plan_make(&plan, job, (float *)context->shared_scratch);
+  unit_run run = {job, &plan, fn, context, 0};
+  const int64_t threads = plan.units < context->num_threads ? plan.units : context->num_threads;
+  if (threads <= 1) run_units(&run, 0, 1);
+  else lk_thread_pool_run(context->pool, (int)threads, run_units, &run);
+  if (plan.splits > 1) {
+    const lk_attention_combine_job combine = {job, &plan};
+    lk_parallel_rows(context, lk_attention_combine_items, &combine, plan.items, LK_ATTENTION_LANES * job->p.head_dim,
+                     (int64_t)1 << 15);
   }
 }
 
@@ -182,7 +220,9 @@ LK_API lk_status lk_attention(lk_cpu_context *context, const lk_attention_params
   status = validate(params, &job);
   if (status == LK_OK && job.p.num_seqs > 0) {
     const int64_t rows = (int64_t)job.p.cu_seqlens_q[job.p.num_seqs] * job.p.num_heads;
-    if (rows > 0) lk_parallel_rows(context, variant(context->isa), &job, rows, job.p.head_dim * 64, (int64_t)1 << 15);
+    const lk_attention_unit_fn tiled = tiled_variant(context->isa);
+    if (rows > 0 && tiled) run_tiled(context, &job, tiled);
+    else if (rows > 0) lk_parallel_rows(context, lk_attention_rows_scalar, &job, rows, job.p.head_dim * 64, (int64_t)1 << 15);
   }
   lk_context_leave(context);
   return status;

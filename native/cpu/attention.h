@@ -1,5 +1,5 @@
-/* Attention internals: the validated job and the per-row geometry every ISA's kernel shares
- * (attention.c validates and holds the portable kernel; attention_simd.h the vector one). */
+/* Attention internals: the validated job and the per-row geometry every kernel shares
+ * (attention.c validates and holds the portable kernel; attention_tile*.h the tiled ones). */
 #ifndef LK_ATTENTION_H
 #define LK_ATTENTION_H
 
@@ -16,8 +16,6 @@ typedef struct lk_attention_job {
 } lk_attention_job;
 
 void lk_attention_rows_scalar(const void *job, int64_t row_begin, int64_t row_end);
-void lk_attention_rows_avx2(const void *job, int64_t row_begin, int64_t row_end);
-void lk_attention_rows_avx512(const void *job, int64_t row_begin, int64_t row_end);
 
 /* One (query token, head) row: its sequence, its position among the keys and the visible keys
  * [lo, hi] (empty when hi < lo). Rows are numbered token * num_heads + head. */

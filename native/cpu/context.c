@@ -28,8 +28,6 @@ static void *aligned_alloc_bytes(size_t size) {
 static void aligned_free(void *p) { free(p); }
 #endif
 
-/* Per-thread scratch for kernels that stage a tile (attention, gating); RMSNorm needs none. */
-#define LK_SCRATCH_BYTES_PER_THREAD ((size_t)256 << 10)
 #define LK_MAX_THREADS 1024
 
 LK_API lk_status lk_cpu_context_create(const lk_cpu_options *options, lk_cpu_context **out_context) {
@@ -65,13 +63,15 @@ LK_API lk_status lk_cpu_context_create(const lk_cpu_options *options, lk_cpu_con
   context->isa = isa;
   context->cpu_has_avx = (supported & (1u << LK_ISA_AVX2)) != 0;
   context->scratch_bytes = LK_SCRATCH_BYTES_PER_THREAD;
-  context->scratch = (unsigned char *)aligned_alloc_bytes(context->scratch_bytes * (size_t)context->num_threads);
+  context->scratch =
+      (unsigned char *)aligned_alloc_bytes(context->scratch_bytes * (size_t)context->num_threads + LK_SHARED_SCRATCH_BYTES);
   if (!context->scratch) {
     int num_threads = context->num_threads;
     free(context);
     return lk_fail(LK_ERR_OUT_OF_MEMORY, "context: cannot allocate %d x %llu bytes of scratch", num_threads,
                    (unsigned long long)LK_SCRATCH_BYTES_PER_THREAD);
   }
+  context->shared_scratch = context->scratch + context->scratch_bytes * (size_t)context->num_threads;
   if (context->num_threads > 1) {
     lk_status status = lk_thread_pool_create(context->num_threads, &context->pool);
     if (status != LK_OK) {

@@ -83,8 +83,8 @@ lk_status lk_kv_block_tables_check(const lk_paged_kv_cache *c, const int32_t *bl
 
 /* ---- duplicate detection ----------------------------------------------------------------------
  * (value, index) pairs sorted by value, then index: equal neighbours are a duplicate, and the
- * later index is the one reported. The pairs live in the context's scratch when they fit (256 KiB
- * a thread: 16384 pairs each), else in a heap buffer for this call. */
+ * later index is the one reported. The pairs live in the context's scratch when they fit (512 KiB
+ * a thread: 32768 pairs each), else in a heap buffer for this call. */
 typedef struct kv_keyed { int64_t value, index; } kv_keyed;
 
 static int compare_keyed(const void *a, const void *b) {

@@ -48,7 +48,13 @@ struct lk_cpu_context {
   bool cpu_has_avx;             /* clear the upper vector state on entry */
   unsigned char *scratch;       /* num_threads * scratch_bytes, 64-byte aligned slices */
   size_t scratch_bytes;
+  unsigned char *shared_scratch; /* LK_SHARED_SCRATCH_BYTES after the slices, for results threads combine */
 };
+
+/* Per-thread scratch for kernels that stage tiles (attention: about 280 KB at head_dim 256). */
+#define LK_SCRATCH_BYTES_PER_THREAD ((size_t)512 << 10)
+/* Scratch all threads share, for partial results combined after a parallel pass (flash-decoding). */
+#define LK_SHARED_SCRATCH_BYTES ((size_t)2 << 20)
 
 /* Every entry point brackets its work with these: enter fails with LK_ERR_BUSY if another host
  * thread holds the context, so concurrent misuse is refused instead of racing. Enter is also the
