@@ -5,8 +5,10 @@
  *     s_j = dot(q_i, k_j) * scale; softcap * tanh(s / softcap); - slope_h * |p - j|; + bias,
  * over the visible keys (causal j <= p, window p - left <= j <= p + right, -1 unbounded, with
  * p = i + Sk - Sq), a float64 softmax, out = sum_j p_j v_j, lse = log(sum_j exp(s_j)). A row that
- * sees no key has out 0 and lse -inf. Inputs are generated as floats, stored rounded to the
- * dtype, and the references read back the rounded values.
+ * sees no key (-inf in the bias hides a key) has out 0 and lse -inf; a NaN it sees gives NaN (in
+ * the whole row for a key, in one element for a value), which the kernel must reproduce exactly
+ * where the reference has it. Inputs are generated as floats, stored rounded to the dtype, and the
+ * references read back the rounded values.
  *
  * Tolerance (FlashAttention's tests/test_flash_attn.py, as test_norm.c), per case, max-abs over
  * all outputs against the float64 reference:
@@ -86,6 +88,13 @@ typedef struct attn_case {
   int pattern;
   int64_t q_pad, k_pad, v_pad, out_pad;
   int paged_threads;
+  /* -inf in the bias over whole runs of keys: key j of token t, head h is hidden when
+   * (j / bias_mask_width + t + h) % 3 == 0, so a row meets hidden and visible runs (and a short row
+   * may see nothing). 0: none. */
+  int64_t bias_mask_width;
+  /* A NaN planted in key token nan_k_token (value token nan_v_token) of k (v), counted over all
+   * sequences, in element head_dim - 1 of kv head 0. 0: none (token 0 is never planted). */
+  int64_t nan_k_token, nan_v_token;
 } attn_case;
 
 /* ---- inputs ------------------------------------------------------------------------------------ */
@@ -199,10 +208,15 @@ static void make_inputs(const attn_case *c, uint64_t seed, attn_inputs *in) {
     for (int64_t h = 0; h < c->num_heads; h++)
       for (int s = 0; s < in->num_seqs; s++)
         for (int64_t t = in->cu_q[s]; t < in->cu_q[s + 1]; t++)
-          for (int64_t j = 0; j < in->seqlens_k[s]; j++)
-            ((float *)in->bias.data)[h * in->bias_head_stride + t * in->bias_row_stride + j] = rng_uniform(&r, -2.0f, 2.0f);
+          for (int64_t j = 0; j < in->seqlens_k[s]; j++) {
+            float b = rng_uniform(&r, -2.0f, 2.0f);
+            if (c->bias_mask_width > 0 && (j / c->bias_mask_width + t + h) % 3 == 0) b = -INFINITY;
+            ((float *)in->bias.data)[h * in->bias_head_stride + t * in->bias_row_stride + j] = b;
+          }
     guarded_make_read_only(&in->bias);
   }
+  if (c->nan_k_token > 0) tensor_store(c->dtype, in->k.memory.data, element(&in->k, c->nan_k_token, c->head_dim - 1), NAN);
+  if (c->nan_v_token > 0) tensor_store(c->dtype, in->v.memory.data, element(&in->v, c->nan_v_token, c->head_dim - 1), NAN);
   for (int b = 0; b < 3; b++) build_paged(c, in, block_sizes[b], &in->paged[b], &r);
   guarded_make_read_only(&in->q.memory);
   guarded_make_read_only(&in->k.memory);
@@ -230,6 +244,7 @@ typedef struct attn_expected {
   double *lse_ref;  /* [total_q, num_heads] */
   float *lse_naive;
   double max_abs_ref, naive_error, atol, bound, naive_lse_error;
+  int64_t nan_outputs; /* NaN in out_ref: the rows that see a planted NaN */
 } attn_expected;
 
 static bool visible(const attn_case *c, int64_t j, int64_t p) {
@@ -268,7 +283,6 @@ static void compute_expected(const attn_case *c, const attn_inputs *in, attn_exp
         for (int64_t j = 0; j < sk; j++) {
           vis[j] = visible(c, j, p);
           if (!vis[j]) continue;
-          any = true;
           const int64_t kt = in->cu_k[s] + j;
           double dot_d = 0.0;
           float dot_f = 0.0f;
@@ -293,6 +307,11 @@ static void compute_expected(const attn_case *c, const attn_inputs *in, attn_exp
             x += (double)b;
             y += b;
           }
+          if (x == -INFINITY) { /* -inf in the bias hides the key */
+            vis[j] = false;
+            continue;
+          }
+          any = true;
           sd[j] = x;
           sf[j] = y;
           if (x > max_d) max_d = x;
@@ -325,6 +344,10 @@ static void compute_expected(const attn_case *c, const attn_inputs *in, attn_exp
         for (int64_t d = 0; d < hd; d++) {
           out_d[d] = acc_d[d] / sum_d;
           out_f[d] = dtype_round(c->dtype, acc_f[d] / sum_f);
+          if (isnan(out_d[d])) { /* a NaN key or value this row sees */
+            e->nan_outputs++;
+            continue;
+          }
           if (fabs(out_d[d]) > e->max_abs_ref) e->max_abs_ref = fabs(out_d[d]);
           double err = fabs((double)out_f[d] - out_d[d]);
           if (!(err <= e->naive_error)) e->naive_error = err;
@@ -332,7 +355,7 @@ static void compute_expected(const attn_case *c, const attn_inputs *in, attn_exp
         e->lse_ref[token * H + h] = max_d + log(sum_d);
         e->lse_naive[token * H + h] = max_f + logf(sum_f);
         double lerr = fabs((double)e->lse_naive[token * H + h] - e->lse_ref[token * H + h]);
-        if (!(lerr <= e->naive_lse_error)) e->naive_lse_error = lerr;
+        if (!isnan(e->lse_ref[token * H + h]) && !(lerr <= e->naive_lse_error)) e->naive_lse_error = lerr;
       }
     }
   }
@@ -438,12 +461,16 @@ static void check_against_reference(const attn_case *c, const attn_inputs *in, c
                                     int isa_index, const char *run) {
   const int64_t hd = c->head_dim, H = c->num_heads, row = q_row(c);
   double worst = 0.0;
-  int64_t worst_at = -1, unwritten = 0;
+  int64_t worst_at = -1, unwritten = 0, nan_missed = 0, nan_first = -1;
   for (int64_t t = 0; t < in->total_q; t++)
     for (int64_t x = 0; x < row; x++) {
       int64_t at = element(&r->out, t, x);
       if (tensor_is_poison(c->dtype, r->out.memory.data, at)) unwritten++;
       double got = tensor_load(c->dtype, r->out.memory.data, at);
+      if (isnan(e->out_ref[t * row + x])) { /* the row sees a planted NaN: it must show */
+        if (!isnan(got) && nan_missed++ == 0) nan_first = t * row + x;
+        continue;
+      }
       double err = fabs(got - e->out_ref[t * row + x]);
       if (!(err <= worst)) {
         worst = isnan(err) ? INFINITY : err;
@@ -452,6 +479,15 @@ static void check_against_reference(const attn_case *c, const attn_inputs *in, c
     }
   CHECKF(unwritten == 0, "%s: %lld elements of out were never written", run, (long long)unwritten);
   CHECKF(damaged_gaps(&r->out) == 0, "%s: the kernel wrote into the gaps between out rows", run);
+  if (nan_missed) {
+    char where[128];
+    describe_index(c, in, nan_first / row, where, sizeof where);
+    CHECKF(nan_missed == 0,
+           "%s: %lld out elements are finite where the row sees a NaN; first at token %lld head %lld dim %lld [%s]: got %.9g",
+           run, (long long)nan_missed, (long long)(nan_first / row), (long long)(nan_first % row / hd),
+           (long long)(nan_first % hd), where,
+           tensor_load(c->dtype, r->out.memory.data, element(&r->out, nan_first / row, nan_first % row)));
+  }
   if (worst_at >= 0) {
     char where[128];
     int64_t t = worst_at / row, h = (worst_at % row) / hd, d = worst_at % hd;
@@ -472,7 +508,11 @@ static void check_against_reference(const attn_case *c, const attn_inputs *in, c
   for (int64_t i = 0; i < in->total_q * H; i++) {
     double ref = e->lse_ref[i], got = lse[i];
     bool ok;
-    if (isinf(ref)) {
+    if (tensor_is_poison(LK_DTYPE_F32, lse, i)) {
+      ok = false; /* never written (the poison is a NaN, which the next test would accept) */
+    } else if (isnan(ref)) {
+      ok = isnan(got);
+    } else if (isinf(ref)) {
       ok = isinf(got) && got < 0;
     } else {
       double tol = 2.0 * e->naive_lse_error + 1e-5 * (1.0 + fabs(ref));
@@ -522,16 +562,20 @@ static void check_same_bits(const attn_case *c, const attn_inputs *in, const att
 static void run_case(const attn_case *c) {
   uint64_t seed = base_seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)++case_counter);
   check_context_push("lk_attention %s head_dim %lld heads %lld/%lld %s window (%lld, %lld)%s softcap %g scale %g%s%s "
-                     "q_range %g batch %d \"%s\" pads q %lld k %lld v %lld out %lld seed 0x%016llx",
+                     "q_range %g batch %d \"%s\" pads q %lld k %lld v %lld out %lld bias mask width %lld NaN key %lld "
+                     "value %lld seed 0x%016llx",
                      dtype_label(c->dtype), (long long)c->head_dim, (long long)c->num_heads, (long long)c->num_kv_heads,
                      c->causal ? "causal" : "non-causal", (long long)c->window_left, (long long)c->window_right,
                      c->alibi ? " alibi" : "", c->softcap, c->scale, c->bias ? " bias" : "", c->lse ? " lse" : "",
                      c->q_range, c->pattern, patterns[c->pattern].label, (long long)c->q_pad, (long long)c->k_pad,
-                     (long long)c->v_pad, (long long)c->out_pad, (unsigned long long)seed);
+                     (long long)c->v_pad, (long long)c->out_pad, (long long)c->bias_mask_width, (long long)c->nan_k_token,
+                     (long long)c->nan_v_token, (unsigned long long)seed);
   attn_inputs in;
   attn_expected e;
   make_inputs(c, seed, &in);
   compute_expected(c, &in, &e);
+  if (c->nan_k_token > 0 || c->nan_v_token > 0)
+    CHECKF(e.nan_outputs > 0, "the planted NaN reaches no row: the case tests nothing");
   for (int k = 0; k < isa_count; k++) {
     const char *isa = lk_isa_name(isas[k]);
     char run[128];
