@@ -27,6 +27,23 @@
  * must be written. Each case runs on every ISA with 1, 2 and 3 threads (bit for bit the same),
  * and paged with block sizes 1, 16 and 32 (shuffled, non-contiguous block tables; unused slots
  * NaN), which must give the contiguous result bit for bit.
+ *
+ * The sweep's shapes (at most 33 keys) fit in one key tile and one query block of the tiled kernel
+ * (docs/attention.md). Listed cases, through the same checks, cross its edges:
+ *   long prefill   Sq = Sk = 150, 257, 300: several 64-key tiles and query blocks of 64 (token,
+ *                  head) lanes, causal with and without windows (70, 0), (70, 5), non-causal
+ *                  windows, ALiBi, softcap, bias, lse; GQA 1, 3, 4, 6 (not dividing 64) and 8;
+ *                  head_dim 17, 24, 64, 80, 100, 128, 256; f32, f16, bf16. Varlen 5, 70, 1, 130,
+ *                  where blocks would straddle sequence ends; chunked prefill 40 of 300 and 70 of
+ *                  200; groups of 65, 72 and 80 query heads over one kv head (head chunks).
+ *   long decode    Sq = 1 over 4097 keys (one work item: the flash-decoding split) and batches of
+ *                  3 (Sk 2000, 5000, 3001; Sk 0, 3000, 1), one and several kv heads, causal and
+ *                  not, window 1000, ALiBi, softcap, bias; a split decode with head chunks; 4
+ *                  queries over 3000 keys. Paged block sizes 1 and 16 make 5000-entry tables.
+ *   long special values  -inf in the bias over whole 64-key tiles of a prefill and over 700- and
+ *                  1024-key runs of decodes (split parts with nothing visible; short rows seeing
+ *                  nothing); a NaN key and a NaN value planted in a windowed prefill and in split
+ *                  decodes, including a NaN key in the same tile as a window's edge but outside it.
  */
 #include <math.h>
 #include <stdio.h>
@@ -54,6 +71,23 @@ typedef struct seq_pattern {
   const char *label;
 } seq_pattern;
 
+/* The sweep draws from the first SWEEP_PATTERNS, all short (at most 33 keys). The rest are the long
+ * shapes of the tiled and split paths (test_tiles, test_splits): several 64-key tiles, several query
+ * blocks, blocks cut by sequence ends, long decodes. */
+enum {
+  SWEEP_PATTERNS = 10,
+  PREFILL_300 = SWEEP_PATTERNS,
+  PREFILL_150,
+  PREFILL_257,
+  VARLEN_STRADDLE,
+  CHUNKED_300,
+  HEAD_CHUNKS,
+  DECODE_4097,
+  DECODE_BATCH,
+  DECODE_EMPTY,
+  SPECULATIVE
+};
+
 static const seq_pattern patterns[] = {
     {1, {1}, {1}, "single token"},
     {3, {0, 7, 1}, {0, 7, 17}, "empty, prefill 7, decode over 17"},
@@ -65,8 +99,19 @@ static const seq_pattern patterns[] = {
     {1, {33}, {33}, "prefill 33"},
     {3, {0, 0, 0}, {0, 3, 0}, "no queries"},
     {5, {1, 2, 7, 1, 17}, {1, 7, 7, 33, 17}, "mixed"},
+    [PREFILL_300] = {1, {300}, {300}, "prefill 300"},
+    [PREFILL_150] = {1, {150}, {150}, "prefill 150"},
+    [PREFILL_257] = {1, {257}, {257}, "prefill 257 (a last tile of one key)"},
+    /* global tokens 0-4 | 5-74 | 75 | 76-205: a query block of 64 tokens, or of 16 or 10 at GQA 4 or 6,
+     * runs into the next sequence unless cut */
+    [VARLEN_STRADDLE] = {4, {5, 70, 1, 130}, {5, 70, 1, 130}, "prefill 5, 70, 1, 130"},
+    [CHUNKED_300] = {2, {40, 70}, {300, 200}, "chunks 40 of 300, 70 of 200"},
+    [HEAD_CHUNKS] = {2, {2, 67}, {9, 67}, "chunk 2 of 9, prefill 67"},
+    [DECODE_4097] = {1, {1}, {4097}, "decode over 4097"},
+    [DECODE_BATCH] = {3, {1, 1, 1}, {2000, 5000, 3001}, "decode batch (Sk 2000, 5000, 3001)"},
+    [DECODE_EMPTY] = {3, {1, 1, 1}, {0, 3000, 1}, "decode batch (Sk 0, 3000, 1)"},
+    [SPECULATIVE] = {2, {4, 1}, {3000, 2100}, "4 queries over 3000, decode over 2100"},
 };
-#define PATTERN_COUNT ((int)(sizeof patterns / sizeof patterns[0]))
 
 static const lk_dtype dtypes[] = {LK_DTYPE_F32, LK_DTYPE_F16, LK_DTYPE_BF16};
 /* 256 in 1 of 9; 24, 100 and 17 are ragged for the vector kernels (a vector body and a scalar tail
@@ -631,7 +676,7 @@ static attn_case case_for(int index) {
   c.softcap = pick(index, 7, 2) ? 30.0f : 0.0f;
   c.bias = pick(index, 8, 2) != 0;
   c.lse = pick(index, 9, 2) != 0;
-  c.pattern = (int)pick(index, 10, PATTERN_COUNT);
+  c.pattern = (int)pick(index, 10, SWEEP_PATTERNS);
   int pads = (int)pick(index, 11, 4);
   c.q_pad = (pads & 1) ? 3 : 0;
   c.out_pad = (pads & 1) ? 5 : 0;
@@ -688,6 +733,132 @@ static void test_fixed(void) {
     c.window_right = 0;
     run_case(&c);
   }
+}
+
+/* ---- long shapes: tiles, query blocks, splits ---------------------------------------------------
+ * The sweep's shapes stay within one 64-key tile and one query block. These cross every edge of the
+ * tiled kernel (docs/attention.md): several key tiles with causal and window edges inside them;
+ * query blocks of 64 (token, head) lanes (64 / group tokens) cut by sequence ends; head chunks when
+ * a GQA group exceeds 64 heads; and decodes long enough for the flash-decoding split, whose partial
+ * softmaxes are combined (batch 1 and 3, one and several kv heads, Sk 0 and 1 beside a long one). */
+
+#define NO_WINDOW .window_left = -1, .window_right = -1
+
+static void run_cases(const attn_case *cases, int count) {
+  for (int i = 0; i < count; i++) run_case(&cases[i]);
+}
+
+static void test_long_prefill(void) {
+  static const attn_case cases[] = {
+      /* GQA 8: 8 tokens a block, 38 blocks over 5 key tiles */
+      {.dtype = LK_DTYPE_F32, .head_dim = 64, .num_heads = 8, .num_kv_heads = 1, .causal = true, NO_WINDOW, .lse = true,
+       .q_range = 1, .pattern = PREFILL_300},
+      /* a window of 70 starts inside a tile and spans two or three */
+      {.dtype = LK_DTYPE_F16, .head_dim = 80, .num_heads = 4, .num_kv_heads = 1, .causal = true, .window_left = 70,
+       .window_right = 0, .alibi = true, .lse = true, .q_range = 1, .pattern = PREFILL_300, .paged_threads = 1},
+      /* GQA 6 does not divide 64 (10 tokens, 60 lanes a block); window (70, 5); the last tile holds one key */
+      {.dtype = LK_DTYPE_BF16, .head_dim = 17, .num_heads = 6, .num_kv_heads = 1, .causal = true, .window_left = 70,
+       .window_right = 5, .softcap = 30, .bias = true, .q_range = 4, .pattern = PREFILL_257, .paged_threads = 2},
+      /* head_dim 256, GQA 3, padded rows */
+      {.dtype = LK_DTYPE_F32, .head_dim = 256, .num_heads = 3, .num_kv_heads = 1, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .q_range = 1, .pattern = PREFILL_150, .q_pad = 3, .k_pad = 7, .v_pad = 2, .out_pad = 5},
+      /* 12 / 2 heads (GQA 6) with ALiBi, softcap and bias together */
+      {.dtype = LK_DTYPE_BF16, .head_dim = 64, .num_heads = 12, .num_kv_heads = 2, .causal = true, NO_WINDOW, .alibi = true,
+       .softcap = 30, .bias = true, .lse = true, .scale = 0.37f, .q_range = 4, .pattern = PREFILL_150, .paged_threads = 1},
+      {.dtype = LK_DTYPE_F16, .head_dim = 128, .num_heads = 8, .num_kv_heads = 1, .causal = true, .window_left = 70,
+       .window_right = -1, .bias = true, .lse = true, .q_range = 1, .pattern = PREFILL_150},
+      /* GQA 1: 64 tokens a block; a non-causal window (70, 5) */
+      {.dtype = LK_DTYPE_F32, .head_dim = 100, .num_heads = 2, .num_kv_heads = 2, .window_left = 70, .window_right = 5,
+       .alibi = true, .lse = true, .q_range = 1, .pattern = PREFILL_300, .paged_threads = 2},
+      /* varlen 5, 70, 1, 130 at GQA 1, 6, 8 and 4: blocks that would straddle sequence ends */
+      {.dtype = LK_DTYPE_F32, .head_dim = 64, .num_heads = 2, .num_kv_heads = 2, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .q_range = 1, .pattern = VARLEN_STRADDLE},
+      {.dtype = LK_DTYPE_F16, .head_dim = 17, .num_heads = 6, .num_kv_heads = 1, .causal = true, .window_left = 70,
+       .window_right = 0, .lse = true, .q_range = 4, .pattern = VARLEN_STRADDLE, .q_pad = 3, .out_pad = 5, .paged_threads = 1},
+      {.dtype = LK_DTYPE_BF16, .head_dim = 80, .num_heads = 8, .num_kv_heads = 1, NO_WINDOW, .alibi = true, .softcap = 30,
+       .lse = true, .q_range = 4, .pattern = VARLEN_STRADDLE, .paged_threads = 2},
+      {.dtype = LK_DTYPE_F32, .head_dim = 24, .num_heads = 8, .num_kv_heads = 2, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .scale = 1.3f, .q_range = 1, .pattern = VARLEN_STRADDLE},
+      /* chunked prefill: 40 queries over 300 keys, 70 over 200 */
+      {.dtype = LK_DTYPE_F32, .head_dim = 128, .num_heads = 4, .num_kv_heads = 1, .causal = true, NO_WINDOW, .lse = true,
+       .q_range = 1, .pattern = CHUNKED_300, .k_pad = 7, .v_pad = 2},
+      {.dtype = LK_DTYPE_BF16, .head_dim = 80, .num_heads = 6, .num_kv_heads = 1, .causal = true, .window_left = 70,
+       .window_right = 0, .alibi = true, .bias = true, .lse = true, .q_range = 1, .pattern = CHUNKED_300, .paged_threads = 1},
+      {.dtype = LK_DTYPE_F16, .head_dim = 256, .num_heads = 2, .num_kv_heads = 2, .window_left = 70, .window_right = 5,
+       .lse = true, .q_range = 1, .pattern = CHUNKED_300, .paged_threads = 2},
+      /* head chunks: groups of 72, 80 and 65 query heads over one kv head */
+      {.dtype = LK_DTYPE_F32, .head_dim = 8, .num_heads = 72, .num_kv_heads = 1, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .q_range = 1, .pattern = HEAD_CHUNKS},
+      {.dtype = LK_DTYPE_BF16, .head_dim = 16, .num_heads = 80, .num_kv_heads = 1, .window_left = 3, .window_right = 2,
+       .alibi = true, .softcap = 30, .lse = true, .q_range = 4, .pattern = HEAD_CHUNKS, .paged_threads = 1},
+      {.dtype = LK_DTYPE_F16, .head_dim = 8, .num_heads = 130, .num_kv_heads = 2, .causal = true, NO_WINDOW, .lse = true,
+       .q_range = 1, .pattern = HEAD_CHUNKS, .paged_threads = 2},
+  };
+  run_cases(cases, (int)(sizeof cases / sizeof cases[0]));
+}
+
+static void test_long_decode(void) {
+  static const attn_case cases[] = {
+      /* one kv head, one token: a single work item, its 4097 keys split */
+      {.dtype = LK_DTYPE_F32, .head_dim = 128, .num_heads = 8, .num_kv_heads = 1, NO_WINDOW, .lse = true, .q_range = 1,
+       .pattern = DECODE_4097},
+      {.dtype = LK_DTYPE_F16, .head_dim = 256, .num_heads = 2, .num_kv_heads = 1, .causal = true, .window_left = 1000,
+       .window_right = 0, .alibi = true, .lse = true, .q_range = 1, .pattern = DECODE_4097, .paged_threads = 1},
+      {.dtype = LK_DTYPE_BF16, .head_dim = 17, .num_heads = 6, .num_kv_heads = 1, .causal = true, NO_WINDOW, .softcap = 30,
+       .bias = true, .lse = true, .q_range = 4, .pattern = DECODE_4097, .paged_threads = 2},
+      /* a split decode whose group of 80 heads is also chunked */
+      {.dtype = LK_DTYPE_F16, .head_dim = 16, .num_heads = 80, .num_kv_heads = 1, .causal = true, NO_WINDOW, .lse = true,
+       .q_range = 1, .pattern = DECODE_4097},
+      /* batch 3, several kv heads */
+      {.dtype = LK_DTYPE_BF16, .head_dim = 64, .num_heads = 8, .num_kv_heads = 2, .causal = true, NO_WINDOW, .lse = true,
+       .q_range = 1, .pattern = DECODE_BATCH, .paged_threads = 1},
+      {.dtype = LK_DTYPE_F16, .head_dim = 80, .num_heads = 4, .num_kv_heads = 4, .causal = true, .window_left = 1000,
+       .window_right = -1, .alibi = true, .lse = true, .q_range = 1, .pattern = DECODE_BATCH, .paged_threads = 2},
+      {.dtype = LK_DTYPE_F32, .head_dim = 100, .num_heads = 12, .num_kv_heads = 2, .window_left = 1000, .window_right = 5,
+       .bias = true, .lse = true, .scale = 0.37f, .q_range = 4, .pattern = DECODE_BATCH, .q_pad = 3, .k_pad = 7, .v_pad = 2,
+       .out_pad = 5},
+      /* Sk 0 and Sk 1 beside 3000 */
+      {.dtype = LK_DTYPE_F32, .head_dim = 128, .num_heads = 16, .num_kv_heads = 2, NO_WINDOW, .softcap = 30, .bias = true,
+       .lse = true, .q_range = 4, .pattern = DECODE_EMPTY, .paged_threads = 1},
+      {.dtype = LK_DTYPE_BF16, .head_dim = 24, .num_heads = 3, .num_kv_heads = 1, .causal = true, .window_left = 1000,
+       .window_right = -1, .alibi = true, .lse = true, .q_range = 1, .pattern = DECODE_EMPTY, .paged_threads = 2},
+      /* 4 queries over 3000 keys and a decode over 2100 */
+      {.dtype = LK_DTYPE_F32, .head_dim = 64, .num_heads = 8, .num_kv_heads = 2, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .q_range = 1, .pattern = SPECULATIVE},
+      {.dtype = LK_DTYPE_F16, .head_dim = 80, .num_heads = 6, .num_kv_heads = 1, .causal = true, .window_left = 1000,
+       .window_right = 0, .alibi = true, .lse = true, .q_range = 1, .pattern = SPECULATIVE, .paged_threads = 1},
+  };
+  run_cases(cases, (int)(sizeof cases / sizeof cases[0]));
+}
+
+/* -inf in the bias over whole tiles (and whole split parts), and a planted NaN: only the rows that
+ * see the NaN key become NaN (the NaN value only in its element), whatever tile or split part it
+ * falls in; a NaN key in the same tile as a window's edge but outside it changes nothing. */
+static void test_long_special_values(void) {
+  static const attn_case cases[] = {
+      /* 64-key runs hidden: rows whose first, middle or last tile is all -inf; short rows see nothing */
+      {.dtype = LK_DTYPE_BF16, .head_dim = 64, .num_heads = 4, .num_kv_heads = 1, .causal = true, NO_WINDOW, .alibi = true,
+       .bias = true, .lse = true, .q_range = 1, .pattern = PREFILL_150, .bias_mask_width = 64},
+      {.dtype = LK_DTYPE_F32, .head_dim = 17, .num_heads = 12, .num_kv_heads = 2, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .q_range = 1, .pattern = VARLEN_STRADDLE, .paged_threads = 1, .bias_mask_width = 64},
+      /* 1024- and 700-key runs hidden in decodes: whole split parts with nothing visible */
+      {.dtype = LK_DTYPE_BF16, .head_dim = 17, .num_heads = 6, .num_kv_heads = 1, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .q_range = 1, .pattern = DECODE_4097, .paged_threads = 2, .bias_mask_width = 1024},
+      {.dtype = LK_DTYPE_F16, .head_dim = 64, .num_heads = 8, .num_kv_heads = 2, NO_WINDOW, .bias = true, .lse = true,
+       .q_range = 1, .pattern = DECODE_EMPTY, .bias_mask_width = 700},
+      /* prefill 300, window (70, 0): key 200 NaN for rows 200-270, value 130 for rows 130-200, heads 0-1 */
+      {.dtype = LK_DTYPE_F32, .head_dim = 64, .num_heads = 4, .num_kv_heads = 2, .causal = true, .window_left = 70,
+       .window_right = 0, .lse = true, .q_range = 1, .pattern = PREFILL_300, .nan_k_token = 200, .nan_v_token = 130},
+      /* key 3000 of a split decode over 4097: heads 0-3 NaN, 4-7 not */
+      {.dtype = LK_DTYPE_F32, .head_dim = 128, .num_heads = 8, .num_kv_heads = 2, NO_WINDOW, .lse = true, .q_range = 1,
+       .pattern = DECODE_4097, .paged_threads = 1, .nan_k_token = 3000},
+      /* decode batch, window 1000: value 1500 of sequence 0 is seen; key 3995 of sequence 1 (token
+       * 2000 + 3995) shares the tile 3968-4031 with the window's first key 3999 but is outside it */
+      {.dtype = LK_DTYPE_F16, .head_dim = 80, .num_heads = 8, .num_kv_heads = 2, .causal = true, .window_left = 1000,
+       .window_right = -1, .lse = true, .q_range = 1, .pattern = DECODE_BATCH, .paged_threads = 2, .nan_k_token = 5995,
+       .nan_v_token = 1500},
+  };
+  run_cases(cases, (int)(sizeof cases / sizeof cases[0]));
 }
 
 /* num_seqs = 0: nothing read, nothing written. */
@@ -850,6 +1021,9 @@ int main(void) {
   run_timed("no sequences", test_no_sequences);
   run_timed("fixed shapes", test_fixed);
   run_timed("grid", test_grid);
+  run_timed("long prefill", test_long_prefill);
+  run_timed("long decode", test_long_decode);
+  run_timed("long special values", test_long_special_values);
   for (int threads = 1; threads <= MAX_THREADS; threads++) lk_cpu_context_destroy(auto_contexts[threads]);
   context_grid_destroy(contexts, isa_count);
 
