@@ -5,8 +5,10 @@
  *     s_j = dot(q_i, k_j) * scale; softcap * tanh(s / softcap); - slope_h * |p - j|; + bias,
  * over the visible keys (causal j <= p, window p - left <= j <= p + right, -1 unbounded, with
  * p = i + Sk - Sq), a float64 softmax, out = sum_j p_j v_j, lse = log(sum_j exp(s_j)). A row that
- * sees no key has out 0 and lse -inf. Inputs are generated as floats, stored rounded to the
- * dtype, and the references read back the rounded values.
+ * sees no key (-inf in the bias hides a key) has out 0 and lse -inf; a NaN it sees gives NaN (in
+ * the whole row for a key, in one element for a value), which the kernel must reproduce exactly
+ * where the reference has it. Inputs are generated as floats, stored rounded to the dtype, and the
+ * references read back the rounded values.
  *
  * Tolerance (FlashAttention's tests/test_flash_attn.py, as test_norm.c), per case, max-abs over
  * all outputs against the float64 reference:
@@ -25,6 +27,23 @@
  * must be written. Each case runs on every ISA with 1, 2 and 3 threads (bit for bit the same),
  * and paged with block sizes 1, 16 and 32 (shuffled, non-contiguous block tables; unused slots
  * NaN), which must give the contiguous result bit for bit.
+ *
+ * The sweep's shapes (at most 33 keys) fit in one key tile and one query block of the tiled kernel
+ * (docs/attention.md). Listed cases, through the same checks, cross its edges:
+ *   long prefill   Sq = Sk = 150, 257, 300: several 64-key tiles and query blocks of 64 (token,
+ *                  head) lanes, causal with and without windows (70, 0), (70, 5), non-causal
+ *                  windows, ALiBi, softcap, bias, lse; GQA 1, 3, 4, 6 (not dividing 64) and 8;
+ *                  head_dim 17, 24, 64, 80, 100, 128, 256; f32, f16, bf16. Varlen 5, 70, 1, 130,
+ *                  where blocks would straddle sequence ends; chunked prefill 40 of 300 and 70 of
+ *                  200; groups of 65, 72 and 80 query heads over one kv head (head chunks).
+ *   long decode    Sq = 1 over 4097 keys (one work item: the flash-decoding split) and batches of
+ *                  3 (Sk 2000, 5000, 3001; Sk 0, 3000, 1), one and several kv heads, causal and
+ *                  not, window 1000, ALiBi, softcap, bias; a split decode with head chunks; 4
+ *                  queries over 3000 keys. Paged block sizes 1 and 16 make 5000-entry tables.
+ *   long special values  -inf in the bias over whole 64-key tiles of a prefill and over 700- and
+ *                  1024-key runs of decodes (split parts with nothing visible; short rows seeing
+ *                  nothing); a NaN key and a NaN value planted in a windowed prefill and in split
+ *                  decodes, including a NaN key in the same tile as a window's edge but outside it.
  */
 #include <math.h>
 #include <stdio.h>
@@ -52,6 +71,23 @@ typedef struct seq_pattern {
   const char *label;
 } seq_pattern;
 
+/* The sweep draws from the first SWEEP_PATTERNS, all short (at most 33 keys). The rest are the long
+ * shapes of the tiled and split paths (test_tiles, test_splits): several 64-key tiles, several query
+ * blocks, blocks cut by sequence ends, long decodes. */
+enum {
+  SWEEP_PATTERNS = 10,
+  PREFILL_300 = SWEEP_PATTERNS,
+  PREFILL_150,
+  PREFILL_257,
+  VARLEN_STRADDLE,
+  CHUNKED_300,
+  HEAD_CHUNKS,
+  DECODE_4097,
+  DECODE_BATCH,
+  DECODE_EMPTY,
+  SPECULATIVE
+};
+
 static const seq_pattern patterns[] = {
     {1, {1}, {1}, "single token"},
     {3, {0, 7, 1}, {0, 7, 17}, "empty, prefill 7, decode over 17"},
@@ -63,8 +99,19 @@ static const seq_pattern patterns[] = {
     {1, {33}, {33}, "prefill 33"},
     {3, {0, 0, 0}, {0, 3, 0}, "no queries"},
     {5, {1, 2, 7, 1, 17}, {1, 7, 7, 33, 17}, "mixed"},
+    [PREFILL_300] = {1, {300}, {300}, "prefill 300"},
+    [PREFILL_150] = {1, {150}, {150}, "prefill 150"},
+    [PREFILL_257] = {1, {257}, {257}, "prefill 257 (a last tile of one key)"},
+    /* global tokens 0-4 | 5-74 | 75 | 76-205: a query block of 64 tokens, or of 16 or 10 at GQA 4 or 6,
+     * runs into the next sequence unless cut */
+    [VARLEN_STRADDLE] = {4, {5, 70, 1, 130}, {5, 70, 1, 130}, "prefill 5, 70, 1, 130"},
+    [CHUNKED_300] = {2, {40, 70}, {300, 200}, "chunks 40 of 300, 70 of 200"},
+    [HEAD_CHUNKS] = {2, {2, 67}, {9, 67}, "chunk 2 of 9, prefill 67"},
+    [DECODE_4097] = {1, {1}, {4097}, "decode over 4097"},
+    [DECODE_BATCH] = {3, {1, 1, 1}, {2000, 5000, 3001}, "decode batch (Sk 2000, 5000, 3001)"},
+    [DECODE_EMPTY] = {3, {1, 1, 1}, {0, 3000, 1}, "decode batch (Sk 0, 3000, 1)"},
+    [SPECULATIVE] = {2, {4, 1}, {3000, 2100}, "4 queries over 3000, decode over 2100"},
 };
-#define PATTERN_COUNT ((int)(sizeof patterns / sizeof patterns[0]))
 
 static const lk_dtype dtypes[] = {LK_DTYPE_F32, LK_DTYPE_F16, LK_DTYPE_BF16};
 /* 256 in 1 of 9; 24, 100 and 17 are ragged for the vector kernels (a vector body and a scalar tail
@@ -86,6 +133,13 @@ typedef struct attn_case {
   int pattern;
   int64_t q_pad, k_pad, v_pad, out_pad;
   int paged_threads;
+  /* -inf in the bias over whole runs of keys: key j of token t, head h is hidden when
+   * (j / bias_mask_width + t + h) % 3 == 0, so a row meets hidden and visible runs (and a short row
+   * may see nothing). 0: none. */
+  int64_t bias_mask_width;
+  /* A NaN planted in key token nan_k_token (value token nan_v_token) of k (v), counted over all
+   * sequences, in element head_dim - 1 of kv head 0. 0: none (token 0 is never planted). */
+  int64_t nan_k_token, nan_v_token;
 } attn_case;
 
 /* ---- inputs ------------------------------------------------------------------------------------ */
@@ -199,10 +253,15 @@ static void make_inputs(const attn_case *c, uint64_t seed, attn_inputs *in) {
     for (int64_t h = 0; h < c->num_heads; h++)
       for (int s = 0; s < in->num_seqs; s++)
         for (int64_t t = in->cu_q[s]; t < in->cu_q[s + 1]; t++)
-          for (int64_t j = 0; j < in->seqlens_k[s]; j++)
-            ((float *)in->bias.data)[h * in->bias_head_stride + t * in->bias_row_stride + j] = rng_uniform(&r, -2.0f, 2.0f);
+          for (int64_t j = 0; j < in->seqlens_k[s]; j++) {
+            float b = rng_uniform(&r, -2.0f, 2.0f);
+            if (c->bias_mask_width > 0 && (j / c->bias_mask_width + t + h) % 3 == 0) b = -INFINITY;
+            ((float *)in->bias.data)[h * in->bias_head_stride + t * in->bias_row_stride + j] = b;
+          }
     guarded_make_read_only(&in->bias);
   }
+  if (c->nan_k_token > 0) tensor_store(c->dtype, in->k.memory.data, element(&in->k, c->nan_k_token, c->head_dim - 1), NAN);
+  if (c->nan_v_token > 0) tensor_store(c->dtype, in->v.memory.data, element(&in->v, c->nan_v_token, c->head_dim - 1), NAN);
   for (int b = 0; b < 3; b++) build_paged(c, in, block_sizes[b], &in->paged[b], &r);
   guarded_make_read_only(&in->q.memory);
   guarded_make_read_only(&in->k.memory);
@@ -230,6 +289,7 @@ typedef struct attn_expected {
   double *lse_ref;  /* [total_q, num_heads] */
   float *lse_naive;
   double max_abs_ref, naive_error, atol, bound, naive_lse_error;
+  int64_t nan_outputs; /* NaN in out_ref: the rows that see a planted NaN */
 } attn_expected;
 
 static bool visible(const attn_case *c, int64_t j, int64_t p) {
@@ -268,7 +328,6 @@ static void compute_expected(const attn_case *c, const attn_inputs *in, attn_exp
         for (int64_t j = 0; j < sk; j++) {
           vis[j] = visible(c, j, p);
           if (!vis[j]) continue;
-          any = true;
           const int64_t kt = in->cu_k[s] + j;
           double dot_d = 0.0;
           float dot_f = 0.0f;
@@ -293,6 +352,11 @@ static void compute_expected(const attn_case *c, const attn_inputs *in, attn_exp
             x += (double)b;
             y += b;
           }
+          if (x == -INFINITY) { /* -inf in the bias hides the key */
+            vis[j] = false;
+            continue;
+          }
+          any = true;
           sd[j] = x;
           sf[j] = y;
           if (x > max_d) max_d = x;
@@ -325,6 +389,10 @@ static void compute_expected(const attn_case *c, const attn_inputs *in, attn_exp
         for (int64_t d = 0; d < hd; d++) {
           out_d[d] = acc_d[d] / sum_d;
           out_f[d] = dtype_round(c->dtype, acc_f[d] / sum_f);
+          if (isnan(out_d[d])) { /* a NaN key or value this row sees */
+            e->nan_outputs++;
+            continue;
+          }
           if (fabs(out_d[d]) > e->max_abs_ref) e->max_abs_ref = fabs(out_d[d]);
           double err = fabs((double)out_f[d] - out_d[d]);
           if (!(err <= e->naive_error)) e->naive_error = err;
@@ -332,7 +400,7 @@ static void compute_expected(const attn_case *c, const attn_inputs *in, attn_exp
         e->lse_ref[token * H + h] = max_d + log(sum_d);
         e->lse_naive[token * H + h] = max_f + logf(sum_f);
         double lerr = fabs((double)e->lse_naive[token * H + h] - e->lse_ref[token * H + h]);
-        if (!(lerr <= e->naive_lse_error)) e->naive_lse_error = lerr;
+        if (!isnan(e->lse_ref[token * H + h]) && !(lerr <= e->naive_lse_error)) e->naive_lse_error = lerr;
       }
     }
   }
@@ -438,12 +506,16 @@ static void check_against_reference(const attn_case *c, const attn_inputs *in, c
                                     int isa_index, const char *run) {
   const int64_t hd = c->head_dim, H = c->num_heads, row = q_row(c);
   double worst = 0.0;
-  int64_t worst_at = -1, unwritten = 0;
+  int64_t worst_at = -1, unwritten = 0, nan_missed = 0, nan_first = -1;
   for (int64_t t = 0; t < in->total_q; t++)
     for (int64_t x = 0; x < row; x++) {
       int64_t at = element(&r->out, t, x);
       if (tensor_is_poison(c->dtype, r->out.memory.data, at)) unwritten++;
       double got = tensor_load(c->dtype, r->out.memory.data, at);
+      if (isnan(e->out_ref[t * row + x])) { /* the row sees a planted NaN: it must show */
+        if (!isnan(got) && nan_missed++ == 0) nan_first = t * row + x;
+        continue;
+      }
       double err = fabs(got - e->out_ref[t * row + x]);
       if (!(err <= worst)) {
         worst = isnan(err) ? INFINITY : err;
@@ -452,6 +524,15 @@ static void check_against_reference(const attn_case *c, const attn_inputs *in, c
     }
   CHECKF(unwritten == 0, "%s: %lld elements of out were never written", run, (long long)unwritten);
   CHECKF(damaged_gaps(&r->out) == 0, "%s: the kernel wrote into the gaps between out rows", run);
+  if (nan_missed) {
+    char where[128];
+    describe_index(c, in, nan_first / row, where, sizeof where);
+    CHECKF(nan_missed == 0,
+           "%s: %lld out elements are finite where the row sees a NaN; first at token %lld head %lld dim %lld [%s]: got %.9g",
+           run, (long long)nan_missed, (long long)(nan_first / row), (long long)(nan_first % row / hd),
+           (long long)(nan_first % hd), where,
+           tensor_load(c->dtype, r->out.memory.data, element(&r->out, nan_first / row, nan_first % row)));
+  }
   if (worst_at >= 0) {
     char where[128];
     int64_t t = worst_at / row, h = (worst_at % row) / hd, d = worst_at % hd;
@@ -472,7 +553,11 @@ static void check_against_reference(const attn_case *c, const attn_inputs *in, c
   for (int64_t i = 0; i < in->total_q * H; i++) {
     double ref = e->lse_ref[i], got = lse[i];
     bool ok;
-    if (isinf(ref)) {
+    if (tensor_is_poison(LK_DTYPE_F32, lse, i)) {
+      ok = false; /* never written (the poison is a NaN, which the next test would accept) */
+    } else if (isnan(ref)) {
+      ok = isnan(got);
+    } else if (isinf(ref)) {
       ok = isinf(got) && got < 0;
     } else {
       double tol = 2.0 * e->naive_lse_error + 1e-5 * (1.0 + fabs(ref));
@@ -522,16 +607,20 @@ static void check_same_bits(const attn_case *c, const attn_inputs *in, const att
 static void run_case(const attn_case *c) {
   uint64_t seed = base_seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)++case_counter);
   check_context_push("lk_attention %s head_dim %lld heads %lld/%lld %s window (%lld, %lld)%s softcap %g scale %g%s%s "
-                     "q_range %g batch %d \"%s\" pads q %lld k %lld v %lld out %lld seed 0x%016llx",
+                     "q_range %g batch %d \"%s\" pads q %lld k %lld v %lld out %lld bias mask width %lld NaN key %lld "
+                     "value %lld seed 0x%016llx",
                      dtype_label(c->dtype), (long long)c->head_dim, (long long)c->num_heads, (long long)c->num_kv_heads,
                      c->causal ? "causal" : "non-causal", (long long)c->window_left, (long long)c->window_right,
                      c->alibi ? " alibi" : "", c->softcap, c->scale, c->bias ? " bias" : "", c->lse ? " lse" : "",
                      c->q_range, c->pattern, patterns[c->pattern].label, (long long)c->q_pad, (long long)c->k_pad,
-                     (long long)c->v_pad, (long long)c->out_pad, (unsigned long long)seed);
+                     (long long)c->v_pad, (long long)c->out_pad, (long long)c->bias_mask_width, (long long)c->nan_k_token,
+                     (long long)c->nan_v_token, (unsigned long long)seed);
   attn_inputs in;
   attn_expected e;
   make_inputs(c, seed, &in);
   compute_expected(c, &in, &e);
+  if (c->nan_k_token > 0 || c->nan_v_token > 0)
+    CHECKF(e.nan_outputs > 0, "the planted NaN reaches no row: the case tests nothing");
   for (int k = 0; k < isa_count; k++) {
     const char *isa = lk_isa_name(isas[k]);
     char run[128];
@@ -587,7 +676,7 @@ static attn_case case_for(int index) {
   c.softcap = pick(index, 7, 2) ? 30.0f : 0.0f;
   c.bias = pick(index, 8, 2) != 0;
   c.lse = pick(index, 9, 2) != 0;
-  c.pattern = (int)pick(index, 10, PATTERN_COUNT);
+  c.pattern = (int)pick(index, 10, SWEEP_PATTERNS);
   int pads = (int)pick(index, 11, 4);
   c.q_pad = (pads & 1) ? 3 : 0;
   c.out_pad = (pads & 1) ? 5 : 0;
@@ -644,6 +733,132 @@ static void test_fixed(void) {
     c.window_right = 0;
     run_case(&c);
   }
+}
+
+/* ---- long shapes: tiles, query blocks, splits ---------------------------------------------------
+ * The sweep's shapes stay within one 64-key tile and one query block. These cross every edge of the
+ * tiled kernel (docs/attention.md): several key tiles with causal and window edges inside them;
+ * query blocks of 64 (token, head) lanes (64 / group tokens) cut by sequence ends; head chunks when
+ * a GQA group exceeds 64 heads; and decodes long enough for the flash-decoding split, whose partial
+ * softmaxes are combined (batch 1 and 3, one and several kv heads, Sk 0 and 1 beside a long one). */
+
+#define NO_WINDOW .window_left = -1, .window_right = -1
+
+static void run_cases(const attn_case *cases, int count) {
+  for (int i = 0; i < count; i++) run_case(&cases[i]);
+}
+
+static void test_long_prefill(void) {
+  static const attn_case cases[] = {
+      /* GQA 8: 8 tokens a block, 38 blocks over 5 key tiles */
+      {.dtype = LK_DTYPE_F32, .head_dim = 64, .num_heads = 8, .num_kv_heads = 1, .causal = true, NO_WINDOW, .lse = true,
+       .q_range = 1, .pattern = PREFILL_300},
+      /* a window of 70 starts inside a tile and spans two or three */
+      {.dtype = LK_DTYPE_F16, .head_dim = 80, .num_heads = 4, .num_kv_heads = 1, .causal = true, .window_left = 70,
+       .window_right = 0, .alibi = true, .lse = true, .q_range = 1, .pattern = PREFILL_300, .paged_threads = 1},
+      /* GQA 6 does not divide 64 (10 tokens, 60 lanes a block); window (70, 5); the last tile holds one key */
+      {.dtype = LK_DTYPE_BF16, .head_dim = 17, .num_heads = 6, .num_kv_heads = 1, .causal = true, .window_left = 70,
+       .window_right = 5, .softcap = 30, .bias = true, .q_range = 4, .pattern = PREFILL_257, .paged_threads = 2},
+      /* head_dim 256, GQA 3, padded rows */
+      {.dtype = LK_DTYPE_F32, .head_dim = 256, .num_heads = 3, .num_kv_heads = 1, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .q_range = 1, .pattern = PREFILL_150, .q_pad = 3, .k_pad = 7, .v_pad = 2, .out_pad = 5},
+      /* 12 / 2 heads (GQA 6) with ALiBi, softcap and bias together */
+      {.dtype = LK_DTYPE_BF16, .head_dim = 64, .num_heads = 12, .num_kv_heads = 2, .causal = true, NO_WINDOW, .alibi = true,
+       .softcap = 30, .bias = true, .lse = true, .scale = 0.37f, .q_range = 4, .pattern = PREFILL_150, .paged_threads = 1},
+      {.dtype = LK_DTYPE_F16, .head_dim = 128, .num_heads = 8, .num_kv_heads = 1, .causal = true, .window_left = 70,
+       .window_right = -1, .bias = true, .lse = true, .q_range = 1, .pattern = PREFILL_150},
+      /* GQA 1: 64 tokens a block; a non-causal window (70, 5) */
+      {.dtype = LK_DTYPE_F32, .head_dim = 100, .num_heads = 2, .num_kv_heads = 2, .window_left = 70, .window_right = 5,
+       .alibi = true, .lse = true, .q_range = 1, .pattern = PREFILL_300, .paged_threads = 2},
+      /* varlen 5, 70, 1, 130 at GQA 1, 6, 8 and 4: blocks that would straddle sequence ends */
+      {.dtype = LK_DTYPE_F32, .head_dim = 64, .num_heads = 2, .num_kv_heads = 2, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .q_range = 1, .pattern = VARLEN_STRADDLE},
+      {.dtype = LK_DTYPE_F16, .head_dim = 17, .num_heads = 6, .num_kv_heads = 1, .causal = true, .window_left = 70,
+       .window_right = 0, .lse = true, .q_range = 4, .pattern = VARLEN_STRADDLE, .q_pad = 3, .out_pad = 5, .paged_threads = 1},
+      {.dtype = LK_DTYPE_BF16, .head_dim = 80, .num_heads = 8, .num_kv_heads = 1, NO_WINDOW, .alibi = true, .softcap = 30,
+       .lse = true, .q_range = 4, .pattern = VARLEN_STRADDLE, .paged_threads = 2},
+      {.dtype = LK_DTYPE_F32, .head_dim = 24, .num_heads = 8, .num_kv_heads = 2, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .scale = 1.3f, .q_range = 1, .pattern = VARLEN_STRADDLE},
+      /* chunked prefill: 40 queries over 300 keys, 70 over 200 */
+      {.dtype = LK_DTYPE_F32, .head_dim = 128, .num_heads = 4, .num_kv_heads = 1, .causal = true, NO_WINDOW, .lse = true,
+       .q_range = 1, .pattern = CHUNKED_300, .k_pad = 7, .v_pad = 2},
+      {.dtype = LK_DTYPE_BF16, .head_dim = 80, .num_heads = 6, .num_kv_heads = 1, .causal = true, .window_left = 70,
+       .window_right = 0, .alibi = true, .bias = true, .lse = true, .q_range = 1, .pattern = CHUNKED_300, .paged_threads = 1},
+      {.dtype = LK_DTYPE_F16, .head_dim = 256, .num_heads = 2, .num_kv_heads = 2, .window_left = 70, .window_right = 5,
+       .lse = true, .q_range = 1, .pattern = CHUNKED_300, .paged_threads = 2},
+      /* head chunks: groups of 72, 80 and 65 query heads over one kv head */
+      {.dtype = LK_DTYPE_F32, .head_dim = 8, .num_heads = 72, .num_kv_heads = 1, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .q_range = 1, .pattern = HEAD_CHUNKS},
+      {.dtype = LK_DTYPE_BF16, .head_dim = 16, .num_heads = 80, .num_kv_heads = 1, .window_left = 3, .window_right = 2,
+       .alibi = true, .softcap = 30, .lse = true, .q_range = 4, .pattern = HEAD_CHUNKS, .paged_threads = 1},
+      {.dtype = LK_DTYPE_F16, .head_dim = 8, .num_heads = 130, .num_kv_heads = 2, .causal = true, NO_WINDOW, .lse = true,
+       .q_range = 1, .pattern = HEAD_CHUNKS, .paged_threads = 2},
+  };
+  run_cases(cases, (int)(sizeof cases / sizeof cases[0]));
+}
+
+static void test_long_decode(void) {
+  static const attn_case cases[] = {
+      /* one kv head, one token: a single work item, its 4097 keys split */
+      {.dtype = LK_DTYPE_F32, .head_dim = 128, .num_heads = 8, .num_kv_heads = 1, NO_WINDOW, .lse = true, .q_range = 1,
+       .pattern = DECODE_4097},
+      {.dtype = LK_DTYPE_F16, .head_dim = 256, .num_heads = 2, .num_kv_heads = 1, .causal = true, .window_left = 1000,
+       .window_right = 0, .alibi = true, .lse = true, .q_range = 1, .pattern = DECODE_4097, .paged_threads = 1},
+      {.dtype = LK_DTYPE_BF16, .head_dim = 17, .num_heads = 6, .num_kv_heads = 1, .causal = true, NO_WINDOW, .softcap = 30,
+       .bias = true, .lse = true, .q_range = 4, .pattern = DECODE_4097, .paged_threads = 2},
+      /* a split decode whose group of 80 heads is also chunked */
+      {.dtype = LK_DTYPE_F16, .head_dim = 16, .num_heads = 80, .num_kv_heads = 1, .causal = true, NO_WINDOW, .lse = true,
+       .q_range = 1, .pattern = DECODE_4097},
+      /* batch 3, several kv heads */
+      {.dtype = LK_DTYPE_BF16, .head_dim = 64, .num_heads = 8, .num_kv_heads = 2, .causal = true, NO_WINDOW, .lse = true,
+       .q_range = 1, .pattern = DECODE_BATCH, .paged_threads = 1},
+      {.dtype = LK_DTYPE_F16, .head_dim = 80, .num_heads = 4, .num_kv_heads = 4, .causal = true, .window_left = 1000,
+       .window_right = -1, .alibi = true, .lse = true, .q_range = 1, .pattern = DECODE_BATCH, .paged_threads = 2},
+      {.dtype = LK_DTYPE_F32, .head_dim = 100, .num_heads = 12, .num_kv_heads = 2, .window_left = 1000, .window_right = 5,
+       .bias = true, .lse = true, .scale = 0.37f, .q_range = 4, .pattern = DECODE_BATCH, .q_pad = 3, .k_pad = 7, .v_pad = 2,
+       .out_pad = 5},
+      /* Sk 0 and Sk 1 beside 3000 */
+      {.dtype = LK_DTYPE_F32, .head_dim = 128, .num_heads = 16, .num_kv_heads = 2, NO_WINDOW, .softcap = 30, .bias = true,
+       .lse = true, .q_range = 4, .pattern = DECODE_EMPTY, .paged_threads = 1},
+      {.dtype = LK_DTYPE_BF16, .head_dim = 24, .num_heads = 3, .num_kv_heads = 1, .causal = true, .window_left = 1000,
+       .window_right = -1, .alibi = true, .lse = true, .q_range = 1, .pattern = DECODE_EMPTY, .paged_threads = 2},
+      /* 4 queries over 3000 keys and a decode over 2100 */
+      {.dtype = LK_DTYPE_F32, .head_dim = 64, .num_heads = 8, .num_kv_heads = 2, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .q_range = 1, .pattern = SPECULATIVE},
+      {.dtype = LK_DTYPE_F16, .head_dim = 80, .num_heads = 6, .num_kv_heads = 1, .causal = true, .window_left = 1000,
+       .window_right = 0, .alibi = true, .lse = true, .q_range = 1, .pattern = SPECULATIVE, .paged_threads = 1},
+  };
+  run_cases(cases, (int)(sizeof cases / sizeof cases[0]));
+}
+
+/* -inf in the bias over whole tiles (and whole split parts), and a planted NaN: only the rows that
+ * see the NaN key become NaN (the NaN value only in its element), whatever tile or split part it
+ * falls in; a NaN key in the same tile as a window's edge but outside it changes nothing. */
+static void test_long_special_values(void) {
+  static const attn_case cases[] = {
+      /* 64-key runs hidden: rows whose first, middle or last tile is all -inf; short rows see nothing */
+      {.dtype = LK_DTYPE_BF16, .head_dim = 64, .num_heads = 4, .num_kv_heads = 1, .causal = true, NO_WINDOW, .alibi = true,
+       .bias = true, .lse = true, .q_range = 1, .pattern = PREFILL_150, .bias_mask_width = 64},
+      {.dtype = LK_DTYPE_F32, .head_dim = 17, .num_heads = 12, .num_kv_heads = 2, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .q_range = 1, .pattern = VARLEN_STRADDLE, .paged_threads = 1, .bias_mask_width = 64},
+      /* 1024- and 700-key runs hidden in decodes: whole split parts with nothing visible */
+      {.dtype = LK_DTYPE_BF16, .head_dim = 17, .num_heads = 6, .num_kv_heads = 1, .causal = true, NO_WINDOW, .bias = true,
+       .lse = true, .q_range = 1, .pattern = DECODE_4097, .paged_threads = 2, .bias_mask_width = 1024},
+      {.dtype = LK_DTYPE_F16, .head_dim = 64, .num_heads = 8, .num_kv_heads = 2, NO_WINDOW, .bias = true, .lse = true,
+       .q_range = 1, .pattern = DECODE_EMPTY, .bias_mask_width = 700},
+      /* prefill 300, window (70, 0): key 200 NaN for rows 200-270, value 130 for rows 130-200, heads 0-1 */
+      {.dtype = LK_DTYPE_F32, .head_dim = 64, .num_heads = 4, .num_kv_heads = 2, .causal = true, .window_left = 70,
+       .window_right = 0, .lse = true, .q_range = 1, .pattern = PREFILL_300, .nan_k_token = 200, .nan_v_token = 130},
+      /* key 3000 of a split decode over 4097: heads 0-3 NaN, 4-7 not */
+      {.dtype = LK_DTYPE_F32, .head_dim = 128, .num_heads = 8, .num_kv_heads = 2, NO_WINDOW, .lse = true, .q_range = 1,
+       .pattern = DECODE_4097, .paged_threads = 1, .nan_k_token = 3000},
+      /* decode batch, window 1000: value 1500 of sequence 0 is seen; key 3995 of sequence 1 (token
+       * 2000 + 3995) shares the tile 3968-4031 with the window's first key 3999 but is outside it */
+      {.dtype = LK_DTYPE_F16, .head_dim = 80, .num_heads = 8, .num_kv_heads = 2, .causal = true, .window_left = 1000,
+       .window_right = -1, .lse = true, .q_range = 1, .pattern = DECODE_BATCH, .paged_threads = 2, .nan_k_token = 5995,
+       .nan_v_token = 1500},
+  };
+  run_cases(cases, (int)(sizeof cases / sizeof cases[0]));
 }
 
 /* num_seqs = 0: nothing read, nothing written. */
@@ -806,6 +1021,9 @@ int main(void) {
   run_timed("no sequences", test_no_sequences);
   run_timed("fixed shapes", test_fixed);
   run_timed("grid", test_grid);
+  run_timed("long prefill", test_long_prefill);
+  run_timed("long decode", test_long_decode);
+  run_timed("long special values", test_long_special_values);
   for (int threads = 1; threads <= MAX_THREADS; threads++) lk_cpu_context_destroy(auto_contexts[threads]);
   context_grid_destroy(contexts, isa_count);
 
