@@ -8,7 +8,7 @@
  * AVX2 and AVX-512 run the tiled kernel instead (attention_tile.h, attention_tile_simd.h): blocks
  * of query rows against tiles of keys, with flash-decoding splits of long key ranges. */
 #include "attention.h"
-#include "attention_tile.h"
+#include "attention_decode.h"
 #include "kv_cache.h"
 #include "lk_atomic.h"
 
@@ -167,24 +167,32 @@ void lk_attention_rows_scalar(const void *job_, int64_t begin, int64_t end) {
 
 /* ---- the tiled kernels' schedule ---------------------------------------------------------------- */
 
-static lk_attention_unit_fn tiled_variant(lk_isa isa) {
+typedef struct vector_kernels {
+  lk_attention_unit_fn tiled;
+  lk_decode_unit_fn decode;
+} vector_kernels;
+
+static bool vector_variant(lk_isa isa, vector_kernels *out) {
   switch (isa) {
 #if defined(LK_HAVE_AVX512)
-  case LK_ISA_AVX512: return lk_attention_unit_avx512;
+  case LK_ISA_AVX512: *out = (vector_kernels){lk_attention_unit_avx512, lk_decode_unit_avx512}; return true;
 #endif
 #if defined(LK_HAVE_AVX2)
-  case LK_ISA_AVX2: return lk_attention_unit_avx2;
+  case LK_ISA_AVX2: *out = (vector_kernels){lk_attention_unit_avx2, lk_decode_unit_avx2}; return true;
 #endif
-  default: return NULL;
+  default: return false;
   }
 }
 
+/* Units vary in cost (causal masks, ragged sequences), so threads pull them from a counter. */
 typedef struct unit_run {
   const attention_job *job;
-  const lk_attention_plan *plan;
-  lk_attention_unit_fn fn;
+  const lk_attention_plan *tiled_plan;
+  const lk_decode_plan *decode_plan;
+  vector_kernels kernels;
+  int64_t units;
   lk_cpu_context *context;
-  volatile long next; /* the next unit to take: units vary in cost (causal masks), so threads pull them */
+  volatile long next;
 } unit_run;
 
 static void run_units(void *arg, int thread, int threads) {
@@ -193,18 +201,36 @@ static void run_units(void *arg, int thread, int threads) {
   void *scratch = run->context->scratch + (size_t)thread * run->context->scratch_bytes;
   for (;;) {
     const long unit = lk_atomic_add(&run->next, 1) - 1;
-    if (unit >= run->plan->units) break;
-    run->fn(run->job, run->plan, unit, scratch);
+    if (unit >= run->units) break;
+    if (run->decode_plan) run->kernels.decode(run->job, run->decode_plan, unit, scratch);
+    else run->kernels.tiled(run->job, run->tiled_plan, unit, scratch);
   }
 }
 
-static void run_tiled(lk_cpu_context *context, const attention_job *job, lk_attention_unit_fn fn) {
+static void run_pulled(lk_cpu_context *context, unit_run *run) {
+  const int64_t threads = run->units < context->num_threads ? run->units : context->num_threads;
+  if (threads <= 1) run_units(run, 0, 1);
+  else lk_thread_pool_run(context->pool, (int)threads, run_units, run);
+}
+
+/* Decode-shaped batches (few query rows per kv head) take the decode kernel, the rest the tiled one. */
+static void run_vector(lk_cpu_context *context, const attention_job *job, vector_kernels kernels) {
+  float *partials = (float *)context->shared_scratch;
+  lk_decode_plan decode;
+  if (lk_decode_plan_make(&decode, job, partials, context->scratch_bytes)) {
+    unit_run run = {job, NULL, &decode, kernels, decode.units, context, 0};
+    run_pulled(context, &run);
+    if (decode.splits > 1) {
+      const lk_decode_combine_job combine = {job, &decode};
+      lk_parallel_rows(context, lk_decode_combine_sequences, &combine, job->p.num_seqs, decode.rows * job->p.head_dim,
+                       (int64_t)1 << 15);
+    }
+    return;
+  }
   lk_attention_plan plan;
-  lk_attention_plan_make(&plan, job, (float *)context->shared_scratch);
-  unit_run run = {job, &plan, fn, context, 0};
-  const int64_t threads = plan.units < context->num_threads ? plan.units : context->num_threads;
-  if (threads <= 1) run_units(&run, 0, 1);
-  else lk_thread_pool_run(context->pool, (int)threads, run_units, &run);
+  lk_attention_plan_make(&plan, job, partials);
+  unit_run run = {job, &plan, NULL, kernels, plan.units, context, 0};
+  run_pulled(context, &run);
   if (plan.splits > 1) {
     const lk_attention_combine_job combine = {job, &plan};
     lk_parallel_rows(context, lk_attention_combine_items, &combine, plan.items, LK_ATTENTION_LANES * job->p.head_dim,
@@ -220,8 +246,8 @@ LK_API lk_status lk_attention(lk_cpu_context *context, const lk_attention_params
   status = validate(params, &job);
   if (status == LK_OK && job.p.num_seqs > 0) {
     const int64_t rows = (int64_t)job.p.cu_seqlens_q[job.p.num_seqs] * job.p.num_heads;
-    const lk_attention_unit_fn tiled = tiled_variant(context->isa);
-    if (rows > 0 && tiled) run_tiled(context, &job, tiled);
+    vector_kernels kernels;
+    if (rows > 0 && vector_variant(context->isa, &kernels)) run_vector(context, &job, kernels);
     else if (rows > 0) lk_parallel_rows(context, lk_attention_rows_scalar, &job, rows, job.p.head_dim * 64, (int64_t)1 << 15);
   }
   lk_context_leave(context);

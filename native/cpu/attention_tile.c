@@ -101,36 +101,40 @@ void lk_attention_store_row(const lk_attention_job *job, int64_t token, int64_t 
 /* out = sum_s w_s acc_s / sum_s w_s l_s with w_s = exp(m_s - max_s m_s): the partial softmaxes of
  * the splits rescaled to the common max, as flash-decoding combines them. A split that saw no key
  * has m = -inf and weighs nothing; l = NaN marks one that saw a NaN score. */
+void lk_attention_combine_row(const lk_attention_job *job, int64_t token, int64_t head, const float *part, int64_t stride,
+                              int64_t splits) {
+  float acc[LK_ATTENTION_MAX_HEAD_DIM];
+  float m = -INFINITY, l = 0.0f;
+  bool nan = false;
+  for (int64_t s = 0; s < splits; s++) {
+    const float *split = part + s * stride;
+    if (split[1] != split[1]) nan = true;
+    if (split[0] > m) m = split[0];
+  }
+  for (int64_t e = 0; e < job->p.head_dim; e++) acc[e] = 0.0f;
+  if (m > -INFINITY) {
+    for (int64_t s = 0; s < splits; s++) {
+      const float *split = part + s * stride;
+      if (!(split[0] > -INFINITY)) continue;
+      const float w = expf(split[0] - m);
+      l += w * split[1];
+      for (int64_t e = 0; e < job->p.head_dim; e++) acc[e] += w * split[2 + e];
+    }
+  }
+  lk_attention_store_row(job, token, head, acc, m, l, nan);
+}
+
 void lk_attention_combine_items(const void *combine_job, int64_t begin, int64_t end) {
   const lk_attention_combine_job *cj = (const lk_attention_combine_job *)combine_job;
   const lk_attention_job *job = cj->job;
   const lk_attention_plan *plan = cj->plan;
-  float acc[LK_ATTENTION_MAX_HEAD_DIM];
+  const int64_t stride = LK_ATTENTION_LANES * (plan->padded_dim + 2); /* one unit to the next */
   lk_attention_lanes lanes;
   for (int64_t item = begin; item < end; item++) {
     int64_t cursor = -1;
-    while (lk_attention_next_lanes(job, plan, item, &cursor, &lanes)) {
-      for (int64_t k = 0; k < lanes.count; k++) {
-        const int64_t lane = lanes.first_lane + k;
-        float m = -INFINITY, l = 0.0f;
-        bool nan = false;
-        for (int64_t s = 0; s < plan->splits; s++) {
-          const float *part = lk_attention_partial(plan, item * plan->splits + s, lane);
-          if (part[1] != part[1]) nan = true;
-          if (part[0] > m) m = part[0];
-        }
-        for (int64_t e = 0; e < job->p.head_dim; e++) acc[e] = 0.0f;
-        if (m > -INFINITY) {
-          for (int64_t s = 0; s < plan->splits; s++) {
-            const float *part = lk_attention_partial(plan, item * plan->splits + s, lane);
-            if (!(part[0] > -INFINITY)) continue;
-            const float w = expf(part[0] - m);
-            l += w * part[1];
-            for (int64_t e = 0; e < job->p.head_dim; e++) acc[e] += w * part[2 + e];
-          }
-        }
-        lk_attention_store_row(job, lanes.token[k], lanes.head[k], acc, m, l, nan);
-      }
-    }
+    while (lk_attention_next_lanes(job, plan, item, &cursor, &lanes))
+      for (int64_t k = 0; k < lanes.count; k++)
+        lk_attention_combine_row(job, lanes.token[k], lanes.head[k],
+                                 lk_attention_partial(plan, item * plan->splits, lanes.first_lane + k), stride, plan->splits);
   }
 }

@@ -79,6 +79,11 @@ static inline float *lk_attention_partial(const lk_attention_plan *plan, int64_t
 void lk_attention_store_row(const lk_attention_job *job, int64_t token, int64_t head, const float *acc, float m, float l,
                             bool nan);
 
+/* Combines one row's partial states (m, l, acc[head_dim]) of `splits` splits, `stride` floats
+ * apart, into its output row and lse. */
+void lk_attention_combine_row(const lk_attention_job *job, int64_t token, int64_t head, const float *part, int64_t stride,
+                              int64_t splits);
+
 /* Combines the splits' partial states of items [begin, end) into the output (lk_rows_fn). */
 void lk_attention_combine_items(const void *combine_job, int64_t begin, int64_t end);
 

@@ -29,6 +29,21 @@ static LK_INLINE float lk_v_hsum(lk_vf v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+static LK_INLINE float lk_v_hmax(lk_vf v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+/* Lane i of the result is the sum of the 8 floats at p + 8 i, for 8 such vectors: horizontal adds of pairs, then
+ * of pairs of pairs, then the two 128-bit halves. */
+static LK_INLINE lk_vf lk_v_hsum_lanes(const float *p) {
+  __m256 a[8];
+  for (int i = 0; i < 8; i++) a[i] = _mm256_loadu_ps(p + 8 * i);
+  const __m256 x = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  const __m256 y = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(x, y, 0x20), _mm256_permute2f128_ps(x, y, 0x31));
+}
 
 static LK_INLINE lk_vf lk_v_load_f32(const float *p) { return _mm256_loadu_ps(p); }
 static LK_INLINE lk_vf lk_v_load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }

@@ -28,6 +28,24 @@ static LK_INLINE float lk_v_hsum(lk_vf v) {
   return _mm_cvtss_f32(s);
 }
 
+static LK_INLINE float lk_v_hmax(lk_vf v) { return _mm512_reduce_max_ps(v); }
+/* Lane i of the result is the sum of the 16 floats at p + 16 i, for 16 such vectors: a transpose folded into the
+ * adds (unpack pairs, then 64-bit pairs, then 128-bit quarters), 45 operations for 16 sums. */
+static LK_INLINE lk_vf lk_v_hsum_lanes(const float *p) {
+  __m512 b[8], c[4];
+  for (int i = 0; i < 8; i++) {
+    const __m512 x = _mm512_loadu_ps(p + 32 * i), y = _mm512_loadu_ps(p + 32 * i + 16);
+    b[i] = _mm512_add_ps(_mm512_unpacklo_ps(x, y), _mm512_unpackhi_ps(x, y));
+  }
+  for (int i = 0; i < 4; i++) {
+    const __m512d x = _mm512_castps_pd(b[2 * i]), y = _mm512_castps_pd(b[2 * i + 1]);
+    c[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  const __m512 e01 = _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x44), _mm512_shuffle_f32x4(c[0], c[1], 0xEE));
+  const __m512 e23 = _mm512_add_ps(_mm512_shuffle_f32x4(c[2], c[3], 0x44), _mm512_shuffle_f32x4(c[2], c[3], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(e01, e23, 0x88), _mm512_shuffle_f32x4(e01, e23, 0xDD));
+}
+
 static LK_INLINE lk_vf lk_v_load_f32(const float *p) { return _mm512_loadu_ps(p); }
 static LK_INLINE lk_vf lk_v_load_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 static LK_INLINE lk_vf lk_v_load_bf16(const uint16_t *p) {

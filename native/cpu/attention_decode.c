@@ -1,0 +1,49 @@
+/* The decode kernel's plan and split combine (attention_decode.h). */
+#include "attention_decode.h"
+
+/* Per-thread scratch of a unit (attention_decode_simd.h's layout): queries and accumulators of
+ * every row, plus fixed tile buffers. */
+static size_t decode_scratch_bytes(int64_t rows, int64_t padded_dim) {
+  return (size_t)(2 * rows * padded_dim + 8 * rows) * sizeof(float) + ((size_t)64 << 10);
+}
+
+bool lk_decode_plan_make(lk_decode_plan *plan, const lk_attention_job *job, float *partials, size_t scratch_bytes) {
+  const lk_attention_params *p = &job->p;
+  memset(plan, 0, sizeof *plan);
+  int64_t max_tokens = 0, max_keys = 0;
+  for (int64_t s = 0; s < p->num_seqs; s++) {
+    const int64_t sq = p->cu_seqlens_q[s + 1] - p->cu_seqlens_q[s];
+    const int64_t sk = job->paged ? p->seqlens_k[s] : p->cu_seqlens_k[s + 1] - p->cu_seqlens_k[s];
+    if (sq > max_tokens) max_tokens = sq;
+    if (sk > max_keys) max_keys = sk;
+  }
+  if (max_tokens * job->group > LK_DECODE_MAX_LANES) return false;
+  plan->rows = max_tokens * p->num_heads;
+  plan->padded_dim = (p->head_dim + 15) / 16 * 16;
+  if (decode_scratch_bytes(plan->rows, plan->padded_dim) > scratch_bytes) return false;
+  plan->partials = partials;
+  plan->splits = 1;
+  if (p->num_seqs < LK_ATTENTION_MAX_UNITS) {
+    const int64_t unit_bytes = plan->rows * (plan->padded_dim + 2) * (int64_t)sizeof(float);
+    int64_t units = (int64_t)(LK_ATTENTION_PARTIAL_BYTES / (size_t)unit_bytes);
+    if (units > LK_ATTENTION_MAX_UNITS) units = LK_ATTENTION_MAX_UNITS;
+    int64_t splits = units / p->num_seqs;
+    if (splits > max_keys / LK_ATTENTION_MIN_SPLIT_KEYS) splits = max_keys / LK_ATTENTION_MIN_SPLIT_KEYS;
+    if (splits > 1) plan->splits = splits;
+  }
+  plan->units = p->num_seqs * plan->splits;
+  return true;
+}
+
+void lk_decode_combine_sequences(const void *combine_job, int64_t begin, int64_t end) {
+  const lk_decode_combine_job *cj = (const lk_decode_combine_job *)combine_job;
+  const lk_attention_job *job = cj->job;
+  const lk_decode_plan *plan = cj->plan;
+  const int64_t heads = job->p.num_heads, stride = plan->rows * (plan->padded_dim + 2);
+  for (int64_t s = begin; s < end; s++) {
+    const int64_t t0 = job->p.cu_seqlens_q[s], rows = (job->p.cu_seqlens_q[s + 1] - t0) * heads;
+    for (int64_t r = 0; r < rows; r++)
+      lk_attention_combine_row(job, t0 + r / heads, r % heads, lk_decode_partial(plan, s * plan->splits, r), stride,
+                               plan->splits);
+  }
+}

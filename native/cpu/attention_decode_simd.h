@@ -1,0 +1,332 @@
+/* The decode kernel over a SIMD mapping (included by attention_avx2.c and attention_avx512.c after
+ * their mapping header); the plan and why are in attention_decode.h.
+ *
+ * One unit: one sequence's rows against its keys [begin, end) of one split. Per tile of 16 keys
+ * and per kv head, with n = tokens x group query rows ("lanes") of that head:
+ *   scores  dot products along head_dim, PV_MR lanes at a time against each K row (widened once
+ *           per lane group), the per-key partial vectors reduced 16 (AVX-512) or 8 (AVX2) at a
+ *           time into one vector of key scores by lk_v_hsum_lanes: no per-key horizontal sum;
+ *   softmax per lane on its vector of 16 scores (scale, softcap, ALiBi, bias, mask, online max);
+ *   PV      PV_MR lanes x PV_VC vectors of head_dim accumulated over the tile's V rows.
+ * The next tile's K and V rows of the same kv head are prefetched while the scores run, one key
+ * at a time. Keys a lane does not see get probability 0 and, for a lane with any such key in the
+ * tile, its V rows are accumulated key by key skipping them, so a non-finite V value reaches only
+ * the rows that see it (as in the tiled kernel). */
+#include "attention_decode.h"
+#include "simd_dtype.h"
+#include "simd_math.h"
+
+#include <float.h>
+
+#define VL LK_VEC_LANES
+#define DTILE LK_DECODE_TILE_KEYS
+#define DLANES LK_DECODE_MAX_LANES
+#if LK_VEC_LANES == 16
+#  define DPV_VC 4
+#else
+#  define DPV_VC 2
+#endif
+#define DPV_MR 4
+
+typedef struct decode_scratch {
+  float *q, *o;                   /* [rows][padded_dim] */
+  float *m, *l, *nan, *alpha;     /* [rows]: the online softmax */
+  float *lo, *hi, *pos, *slope;   /* [rows]: visible keys, position, ALiBi slope */
+  float *red;                     /* [DLANES][DTILE][VL]: per-key partial dot products */
+  float *tail;                    /* [DLANES][DTILE]: the head_dim % VL tail of each dot product */
+  float *p;                       /* [DLANES][DTILE]: probabilities */
+  bool guard[DLANES];
+} decode_scratch;
+
+static LK_INLINE decode_scratch LK_ISA_SUFFIX(decode_scratch_at)(void *base, int64_t rows, int64_t dp) {
+  decode_scratch t;
+  float *f = (float *)base;
+  t.q = f;
+  f += rows * dp;
+  t.o = f;
+  f += rows * dp;
+  t.m = f;
+  t.l = f + rows;
+  t.nan = f + 2 * rows;
+  t.alpha = f + 3 * rows;
+  t.lo = f + 4 * rows;
+  t.hi = f + 5 * rows;
+  t.pos = f + 6 * rows;
+  t.slope = f + 7 * rows;
+  f += 8 * rows;
+  t.red = f;
+  f += DLANES * DTILE * VL;
+  t.tail = f;
+  f += DLANES * DTILE;
+  t.p = f;
+  return t;
+}
+
+/* red[lane][jj] = the VL partial sums of dot(q[lane], K[jj]) for PV_MR lanes (rows `rows[r]`). */
+static LK_INLINE void LK_ISA_SUFFIX(decode_dots)(const decode_scratch *t, const int64_t *rows, int64_t lane0, int nr,
+                                                 const void *k, int64_t d, int64_t dp, int64_t jj, lk_dtype dtype) {
+  const int64_t dv = d / VL * VL;
+  lk_vf acc[DPV_MR];
+  const float *q[DPV_MR];
+#pragma GCC unroll 4
+  for (int r = 0; r < DPV_MR; r++) {
+    acc[r] = lk_v_zero();
+    q[r] = t->q + rows[r < nr ? r : 0] * dp;
+  }
+  for (int64_t e = 0; e < dv; e += VL) {
+    const lk_vf kv = lk_v_load(k, e, dtype);
+#pragma GCC unroll 4
+    for (int r = 0; r < DPV_MR; r++)
+      if (r < nr) acc[r] = lk_v_fmadd(lk_v_load_f32(q[r] + e), kv, acc[r]);
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < DPV_MR; r++) {
+    if (r >= nr) continue;
+    lk_v_store_f32(t->red + ((lane0 + r) * DTILE + jj) * VL, acc[r]);
+    float tail = 0.0f;
+    for (int64_t e = dv; e < d; e++) tail += q[r][e] * lk_load_element(k, e, dtype);
+    t->tail[(lane0 + r) * DTILE + jj] = tail;
+  }
+}
+
+/* o[rows] = o * alpha + sum_jj p[lane][jj] V[jj] over vc vectors at element e, for PV_MR lanes. */
+static LK_INLINE void LK_ISA_SUFFIX(decode_pv)(const decode_scratch *t, const int64_t *rows, int64_t lane0, int nr,
+                                               const char *const *v, int64_t bk, int64_t e, int vc, int64_t dp,
+                                               lk_dtype dtype) {
+  lk_vf acc[DPV_MR][DPV_VC];
+  float *o[DPV_MR];
+#pragma GCC unroll 4
+  for (int r = 0; r < DPV_MR; r++) {
+    o[r] = t->o + rows[r < nr ? r : 0] * dp + e;
+    const lk_vf a = lk_v_set1(t->alpha[rows[r < nr ? r : 0]]);
+#pragma GCC unroll 4
+    for (int c = 0; c < DPV_VC; c++)
+      acc[r][c] = c < vc && r < nr ? lk_v_mul(lk_v_load_f32(o[r] + c * VL), a) : lk_v_zero();
+  }
+  for (int64_t jj = 0; jj < bk; jj++) {
+    lk_vf x[DPV_VC];
+#pragma GCC unroll 4
+    for (int c = 0; c < DPV_VC; c++)
+      if (c < vc) x[c] = lk_v_load(v[jj], e + c * VL, dtype);
+#pragma GCC unroll 4
+    for (int r = 0; r < DPV_MR; r++) {
+      if (r >= nr) continue;
+      const lk_vf w = lk_v_set1(t->p[(lane0 + r) * DTILE + jj]);
+#pragma GCC unroll 4
+      for (int c = 0; c < DPV_VC; c++)
+        if (c < vc) acc[r][c] = lk_v_fmadd(w, x[c], acc[r][c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < DPV_MR; r++)
+#pragma GCC unroll 4
+    for (int c = 0; c < DPV_VC; c++)
+      if (c < vc && r < nr) lk_v_store_f32(o[r] + c * VL, acc[r][c]);
+}
+
+/* One lane's output accumulation key by key, skipping probability 0 (see the file comment). */
+static void LK_ISA_SUFFIX(decode_pv_guarded)(const decode_scratch *t, int64_t row, int64_t lane, const char *const *v,
+                                             int64_t bk, int64_t d, int64_t dp, lk_dtype dtype) {
+  float *o = t->o + row * dp;
+  const int64_t dv = d / VL * VL;
+  const lk_vf a = lk_v_set1(t->alpha[row]);
+  for (int64_t e = 0; e < dp; e += VL) lk_v_store_f32(o + e, lk_v_mul(lk_v_load_f32(o + e), a));
+  for (int64_t jj = 0; jj < bk; jj++) {
+    const float w = t->p[lane * DTILE + jj];
+    if (w == 0.0f) continue;
+    const lk_vf wv = lk_v_set1(w);
+    int64_t e = 0;
+    for (; e < dv; e += VL) lk_v_store_f32(o + e, lk_v_fmadd(wv, lk_v_load(v[jj], e, dtype), lk_v_load_f32(o + e)));
+    for (; e < d; e++) o[e] += w * lk_load_element(v[jj], e, dtype);
+  }
+}
+
+/* The online softmax of one lane over the tile's scores (red/tail reduced here); returns whether
+ * the lane has a key it does not see among the tile's first bk (PV must skip it). */
+static LK_INLINE bool LK_ISA_SUFFIX(decode_softmax)(const lk_attention_job *job, const decode_scratch *t, int64_t lane,
+                                                    int64_t row, int64_t token, int64_t head, int64_t j0, int64_t bk) {
+  const lk_attention_params *p = &job->p;
+  static const float iota[DTILE] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const lk_vf lo = lk_v_set1(t->lo[row]), hi = lk_v_set1(t->hi[row]), minus_inf = lk_v_set1(-INFINITY);
+  lk_vf x[DTILE / VL];
+  lk_vf tile_max = minus_inf, nan = lk_v_zero();
+  bool masked = false;
+  for (int g = 0; g < DTILE / VL; g++) {
+    const lk_vf j = lk_v_add(lk_v_set1((float)j0), lk_v_load_f32(iota + g * VL));
+    lk_vf s = lk_v_add(lk_v_hsum_lanes(t->red + (lane * DTILE + g * VL) * VL),
+                       lk_v_load_f32(t->tail + lane * DTILE + g * VL));
+    s = lk_v_mul(s, lk_v_set1(p->scale));
+    if (p->softcap > 0.0f) s = lk_v_mul(lk_v_set1(p->softcap), lk_v_tanh(lk_v_div(s, lk_v_set1(p->softcap))));
+    if (p->alibi_slopes) s = lk_v_fnmadd(lk_v_set1(t->slope[row]), lk_v_abs(lk_v_sub(lk_v_set1(t->pos[row]), j)), s);
+    if (p->bias) {
+      float b[VL];
+      const float *bias_row = p->bias + head * p->bias_head_stride + token * p->bias_row_stride + j0 + g * VL;
+      for (int i = 0; i < VL; i++) b[i] = g * VL + i < bk ? bias_row[i] : 0.0f;
+      s = lk_v_add(s, lk_v_load_f32(b));
+    }
+    /* keys past the tile's end sit beyond hi (hi < j0 + bk) only if the lane's range ends there: mask them too */
+    const lk_vf end = lk_v_set1((float)(j0 + bk));
+    s = lk_v_select(lk_v_cmp_lt(j, lo), minus_inf, s);
+    s = lk_v_select(lk_v_cmp_gt(j, hi), minus_inf, s);
+    s = lk_v_select(lk_v_cmp_lt(j, end), s, minus_inf);
+    masked = masked || lk_v_mask_any(lk_v_cmp_lt(lk_v_select(lk_v_cmp_lt(j, end), s, lk_v_zero()), lk_v_set1(-FLT_MAX)));
+    nan = lk_v_select(lk_v_cmp_nan(s), lk_v_set1(1.0f), nan);
+    tile_max = lk_v_max(s, tile_max); /* a NaN s leaves the max alone */
+    x[g] = s;
+  }
+  if (lk_v_hmax(nan) != 0.0f) t->nan[row] = 1.0f;
+  const float m_old = t->m[row], tmax = lk_v_hmax(tile_max), m_new = tmax > m_old ? tmax : m_old;
+  if (!(m_new > -INFINITY)) { /* nothing visible yet: p = 0, state unchanged */
+    t->alpha[row] = 1.0f;
+    for (int jj = 0; jj < DTILE; jj++) t->p[lane * DTILE + jj] = 0.0f;
+    return true;
+  }
+  const float alpha = expf(m_old - m_new); /* 0 for the first visible key */
+  lk_vf sum = lk_v_zero();
+  for (int g = 0; g < DTILE / VL; g++) {
+    const lk_vf w = lk_v_exp(lk_v_sub(x[g], lk_v_set1(m_new)));
+    lk_v_store_f32(t->p + lane * DTILE + g * VL, w);
+    sum = lk_v_add(sum, w);
+  }
+  t->l[row] = t->l[row] * alpha + lk_v_hsum(sum);
+  t->m[row] = m_new;
+  t->alpha[row] = alpha;
+  return masked;
+}
+
+static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch,
+                                      lk_dtype dtype) {
+  const lk_attention_params *p = &job->p;
+  const int64_t seq = unit / plan->splits, split = unit % plan->splits;
+  const int64_t t0 = p->cu_seqlens_q[seq], sq = p->cu_seqlens_q[seq + 1] - t0, heads = p->num_heads;
+  const int64_t rows = sq * heads, d = p->head_dim, dp = plan->padded_dim, size = (int64_t)lk_dtype_size(dtype);
+  const int64_t group = job->group, n = sq * group, head_bytes = d * size;
+  if (rows == 0) return;
+  decode_scratch t = LK_ISA_SUFFIX(decode_scratch_at)(scratch, rows, dp);
+
+  /* queries widened (zero padded), state reset; the union of the rows' visible keys */
+  int64_t key_lo = INT64_MAX, key_hi = -1;
+  for (int64_t r = 0; r < rows; r++) {
+    const char *q = (const char *)p->q + ((t0 + r / heads) * p->q_stride + (r % heads) * d) * size;
+    for (int64_t e = 0; e < d; e++) t.q[r * dp + e] = lk_load_element(q, e, dtype);
+    for (int64_t e = d; e < dp; e++) t.q[r * dp + e] = 0.0f;
+    memset(t.o + r * dp, 0, (size_t)dp * sizeof(float));
+    t.m[r] = -INFINITY;
+    t.l[r] = t.nan[r] = 0.0f;
+    const lk_attention_row row = lk_attention_row_at(job, (t0 + r / heads) * heads + r % heads);
+    t.lo[r] = (float)row.lo;
+    t.hi[r] = (float)row.hi;
+    t.pos[r] = (float)row.pos;
+    t.slope[r] = p->alibi_slopes ? p->alibi_slopes[r % heads] : 0.0f;
+    if (row.lo <= row.hi) {
+      if (row.lo < key_lo) key_lo = row.lo;
+      if (row.hi > key_hi) key_hi = row.hi;
+    }
+  }
+  int64_t begin = 0, end = 0;
+  if (key_hi >= 0) {
+    begin = key_lo + (key_hi - key_lo + 1) * split / plan->splits;
+    end = key_lo + (key_hi - key_lo + 1) * (split + 1) / plan->splits;
+  }
+
+  const char *k_rows[DTILE], *v_rows[DTILE], *next_k[DTILE], *next_v[DTILE];
+  const char *kh[DTILE], *vh[DTILE];
+  int64_t lane_rows[DLANES];
+  const int64_t lines = (head_bytes + 63) / 64;
+  for (int64_t j0 = begin; j0 < end; j0 += DTILE) {
+    const int64_t bk = end - j0 < DTILE ? end - j0 : DTILE;
+    const int64_t next = end - (j0 + DTILE) < DTILE ? end - (j0 + DTILE) : DTILE;
+    for (int64_t jj = 0; jj < bk; jj++) {
+      k_rows[jj] = (const char *)lk_attention_kv(job, false, seq, j0 + jj, 0);
+      v_rows[jj] = (const char *)lk_attention_kv(job, true, seq, j0 + jj, 0);
+    }
+    for (int64_t jj = 0; jj < next; jj++) {
+      next_k[jj] = (const char *)lk_attention_kv(job, false, seq, j0 + DTILE + jj, 0);
+      next_v[jj] = (const char *)lk_attention_kv(job, true, seq, j0 + DTILE + jj, 0);
+    }
+    for (int64_t h = 0; h < p->num_kv_heads; h++) {
+      /* lane = token * group + g: row token * heads + h * group + g */
+      for (int64_t lane = 0; lane < n; lane++) lane_rows[lane] = lane / group * heads + h * group + lane % group;
+      for (int64_t jj = 0; jj < bk; jj++) {
+        kh[jj] = k_rows[jj] + h * head_bytes;
+        vh[jj] = v_rows[jj] + h * head_bytes;
+      }
+      for (int64_t jj = 0; jj < DTILE; jj++) {
+        if (jj < next)
+          for (int64_t line = 0; line < lines; line++) {
+            _mm_prefetch(next_k[jj] + h * head_bytes + 64 * line, _MM_HINT_T0);
+            _mm_prefetch(next_v[jj] + h * head_bytes + 64 * line, _MM_HINT_T0);
+          }
+        for (int64_t lane = 0; lane < n; lane += DPV_MR) {
+          const int nr = n - lane < DPV_MR ? (int)(n - lane) : DPV_MR;
+          if (jj >= bk) { /* past the tile's end: zero partials (masked below) */
+            for (int r = 0; r < nr; r++) {
+              for (int i = 0; i < VL; i++) t.red[((lane + r) * DTILE + jj) * VL + i] = 0.0f;
+              t.tail[(lane + r) * DTILE + jj] = 0.0f;
+            }
+            continue;
+          }
+          LK_ISA_SUFFIX(decode_dots)(&t, lane_rows + lane, lane, nr, kh[jj], d, dp, jj, dtype);
+        }
+      }
+      for (int64_t lane = 0; lane < n; lane++) {
+        const int64_t r = lane_rows[lane];
+        t.guard[lane] = LK_ISA_SUFFIX(decode_softmax)(job, &t, lane, r, t0 + r / heads, r % heads, j0, bk);
+      }
+      const int64_t dv = d / VL * VL;
+      for (int64_t lane = 0; lane < n; lane += DPV_MR) {
+        const int nr = n - lane < DPV_MR ? (int)(n - lane) : DPV_MR;
+        bool guarded = false;
+        for (int r = 0; r < nr; r++) guarded = guarded || t.guard[lane + r];
+        if (guarded) {
+          for (int r = 0; r < nr; r++) LK_ISA_SUFFIX(decode_pv_guarded)(&t, lane_rows[lane + r], lane + r, vh, bk, d, dp, dtype);
+          continue;
+        }
+        for (int64_t e = 0; e < dv; e += DPV_VC * VL) {
+          const int vc = (dv - e) / VL < DPV_VC ? (int)((dv - e) / VL) : DPV_VC;
+          switch (vc) {
+          case 1: LK_ISA_SUFFIX(decode_pv)(&t, lane_rows + lane, lane, nr, vh, bk, e, 1, dp, dtype); break;
+#if DPV_VC > 2
+          case 2: LK_ISA_SUFFIX(decode_pv)(&t, lane_rows + lane, lane, nr, vh, bk, e, 2, dp, dtype); break;
+          case 3: LK_ISA_SUFFIX(decode_pv)(&t, lane_rows + lane, lane, nr, vh, bk, e, 3, dp, dtype); break;
+#endif
+          default: LK_ISA_SUFFIX(decode_pv)(&t, lane_rows + lane, lane, nr, vh, bk, e, DPV_VC, dp, dtype); break;
+          }
+        }
+        for (int64_t e = dv; e < d; e++) /* the head_dim % VL tail */
+          for (int r = 0; r < nr; r++) {
+            const int64_t row = lane_rows[lane + r];
+            float acc = t.o[row * dp + e] * t.alpha[row];
+            for (int64_t jj = 0; jj < bk; jj++) acc += t.p[(lane + r) * DTILE + jj] * lk_load_element(vh[jj], e, dtype);
+            t.o[row * dp + e] = acc;
+          }
+      }
+    }
+  }
+
+  if (plan->splits > 1) {
+    for (int64_t r = 0; r < rows; r++) {
+      float *part = lk_decode_partial(plan, unit, r);
+      part[0] = t.m[r];
+      part[1] = t.nan[r] != 0.0f ? NAN : t.l[r];
+      memcpy(part + 2, t.o + r * dp, (size_t)d * sizeof(float));
+    }
+    return;
+  }
+  for (int64_t r = 0; r < rows; r++)
+    lk_attention_store_row(job, t0 + r / heads, r % heads, t.o + r * dp, t.m[r], t.l[r], t.nan[r] != 0.0f);
+}
+
+void LK_ISA_SUFFIX(lk_decode_unit)(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch) {
+  switch (job->p.dtype) {
+  case LK_DTYPE_F16: LK_ISA_SUFFIX(decode_run)(job, plan, unit, scratch, LK_DTYPE_F16); break;
+  case LK_DTYPE_BF16: LK_ISA_SUFFIX(decode_run)(job, plan, unit, scratch, LK_DTYPE_BF16); break;
+  default: LK_ISA_SUFFIX(decode_run)(job, plan, unit, scratch, LK_DTYPE_F32); break;
+  }
+}
+
+#undef VL
+#undef DTILE
+#undef DLANES
+#undef DPV_VC
+#undef DPV_MR
