@@ -254,8 +254,8 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
       for (int64_t jj = 0; jj < DTILE; jj++) {
         if (jj < next)
           for (int64_t line = 0; line < lines; line++) {
-            _mm_prefetch(next_k[jj] + h * head_bytes + 64 * line, _MM_HINT_T0);
-            _mm_prefetch(next_v[jj] + h * head_bytes + 64 * line, _MM_HINT_T0);
+            _mm_prefetch(next_k[jj] + h * head_bytes + 64 * line, _MM_HINT_T1);
+            _mm_prefetch(next_v[jj] + h * head_bytes + 64 * line, _MM_HINT_T1);
           }
         for (int64_t lane = 0; lane < n; lane += DPV_MR) {
           const int nr = n - lane < DPV_MR ? (int)(n - lane) : DPV_MR;
