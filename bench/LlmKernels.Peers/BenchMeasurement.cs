@@ -14,9 +14,11 @@ public static class BenchMeasurement
     /// </summary>
     public const long ColdMinBytes = 64L << 20;
 
-    /// <summary>Whether <paramref name="case"/> is timed cold: decided per case, so every implementation of it is timed the same way.</summary>
+    /// <summary>
+    /// Whether <paramref name="case"/> is timed cold: decided per case, so every implementation of it is timed the same way.
     /// A compute-bound case (attention prefill: <see cref="IBenchCase.Flops"/>) is timed warm whatever its bytes: its time
     /// is arithmetic, not traffic.
+    /// </summary>
     public static bool IsCold(IBenchCase @case) => @case.Flops is null && @case.BytesFor(PeerNames.LlmKernels) >= ColdMinBytes;
 
     /// <summary>
