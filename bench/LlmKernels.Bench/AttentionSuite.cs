@@ -8,8 +8,8 @@ namespace LlmKernels.Bench;
 /// LlmKernels, ggml (flash_attn_ext, K/V f16), ONNX Runtime (GroupQueryAttention, f32 or f16) and
 /// the naive loops; there is no TensorPrimitives composition, so that method's setup fails with
 /// the reason. The naive method times its slice of the call (one head of a prefill, one sequence
-/// of a decode: <see cref="IBenchPeer.WorkFraction"/>), unscaled: its Ratio is of the slice;
-/// `llmk bench` scales it to the whole call.
+/// of a decode: <see cref="IBenchCase.WorkFractionFor"/>): its GB/s and GFLOP/s count the slice's
+/// work, but BenchmarkDotNet's Ratio is of the slice's time; `llmk bench` scales the time to the whole call.
 /// </summary>
 public abstract class AttentionSuite : OrtPeerSuite
 {

@@ -34,8 +34,9 @@ public sealed class GflopPerSecondColumn : IColumn
             return "-";
         foreach (var parameter in benchmarkCase.Parameters.Items)
             type.GetProperty(parameter.Name)?.SetValue(suite, parameter.Value);
+        string peer = benchmarkCase.Descriptor.WorkloadMethod.Name.ToLowerInvariant();
         return suite.Case.Flops is long flops
-            ? (flops / statistics.Mean).ToString("F1", System.Globalization.CultureInfo.InvariantCulture) // FLOP/ns = GFLOP/s
+            ? (flops * suite.Case.WorkFractionFor(peer) / statistics.Mean).ToString("F1", System.Globalization.CultureInfo.InvariantCulture) // FLOP/ns = GFLOP/s
             : "-";
     }
 }

@@ -82,6 +82,13 @@ public sealed record AttentionCase(BenchDtype Dtype, bool Decode, long Batch, lo
     /// </summary>
     public long? Flops => Decode ? null : 4 * Context * Context * HeadDim * QHeads / 2;
 
+    /// <summary>
+    /// The naive loops run a slice of the call (a full one would take about a minute): query head 0 of a
+    /// prefill (1/32 of the FLOPs: every head does the same causal work), sequence 0 of a decode (1/8 of
+    /// the K and V bytes, every head).
+    /// </summary>
+    public double WorkFractionFor(string peer) => peer != PeerNames.Naive ? 1 : Decode ? 1.0 / Batch : 1.0 / QHeads;
+
     public BenchCeiling Ceiling => Decode ? BenchCeiling.Read : BenchCeiling.Fma;
 
     public IBenchWorkload Prepare() => AttentionInputs.Create(this);

@@ -35,6 +35,12 @@ public interface IBenchCase
     /// </summary>
     long? Flops => null;
 
+    /// <summary>
+    /// The fraction of one call <paramref name="peer"/>'s timed operation performs (<see cref="IBenchPeer.WorkFraction"/>, which
+    /// reads it from here): 1, except for the naive attention loops, timed on a slice.
+    /// </summary>
+    double WorkFractionFor(string peer) => 1;
+
     /// <summary>The ceiling this case's fraction is taken against: the copy ceiling unless the family says otherwise.</summary>
     BenchCeiling Ceiling => BenchCeiling.Copy;
 

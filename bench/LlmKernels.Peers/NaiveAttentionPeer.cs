@@ -55,7 +55,7 @@ public sealed unsafe class NaiveAttentionPeer<T, TCodec> : IAttentionPeer
     public void* Output => _out.Pointer;
 
     /// <summary>Prefill: query head 0 (of 32); decode: sequence 0 (of the batch).</summary>
-    public double WorkFraction => _inputs.Case.Decode ? 1.0 / _inputs.Case.Batch : 1.0 / AttentionCase.QHeads;
+    public double WorkFraction => _inputs.Case.WorkFractionFor(PeerNames.Naive);
 
     public bool Computes(long token, long head) => _inputs.Case.Decode ? token == 0 : head == 0;
 
