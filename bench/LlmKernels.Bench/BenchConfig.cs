@@ -3,11 +3,12 @@ using BenchmarkDotNet.Diagnosers;
 
 namespace LlmKernels.Bench;
 
-/// <summary>The suites' configuration: the defaults, plus GB/s and allocations (a timed call must allocate nothing).</summary>
+/// <summary>The suites' configuration: the defaults, plus GB/s, GFLOP/s (compute-bound cases) and allocations (a timed call must allocate nothing).</summary>
 public static class BenchConfig
 {
     public static IConfig Create() => ManualConfig.Create(DefaultConfig.Instance)
         .AddColumn(new GbPerSecondColumn())
+        .AddColumn(new GflopPerSecondColumn())
         .AddDiagnoser(MemoryDiagnoser.Default);
 
     /// <summary>Threads for every multi-threaded implementation: LLMK_BENCH_THREADS, or all cores.</summary>

@@ -37,7 +37,8 @@ public sealed class GbPerSecondColumn : IColumn
         foreach (var parameter in benchmarkCase.Parameters.Items)
             type.GetProperty(parameter.Name)?.SetValue(suite, parameter.Value);
         string peer = benchmarkCase.Descriptor.WorkloadMethod.Name.ToLowerInvariant();
-        long bytes = suite.Case.BytesFor(peer);
+        // A peer timed on a slice of the call (the naive attention loops) moves that fraction of the bytes.
+        double bytes = suite.Case.BytesFor(peer) * suite.Case.WorkFractionFor(peer);
         return (bytes / statistics.Mean).ToString("F1", System.Globalization.CultureInfo.InvariantCulture); // bytes/ns = GB/s
     }
 }

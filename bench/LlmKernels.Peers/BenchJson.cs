@@ -15,7 +15,7 @@ public static class BenchJson
         using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         json.WriteStartObject();
         json.WriteString("tool", "llmk bench");
-        json.WriteNumber("schema", 4);
+        json.WriteNumber("schema", 5);
         json.WriteString("utc", run.StartedUtc.ToString("O"));
         json.WriteBoolean("quick", run.Options.Quick);
 
@@ -42,6 +42,8 @@ public static class BenchJson
         WriteNullable(json, "copy_streaming_gbps", c.CopyStreamingGBps);
         json.WriteNumber("read_gbps", c.ReadGBps);
         WriteNullable(json, "fma_gflops", c.FmaGflops);
+        WriteNullable(json, "fma512_gflops", c.Fma512Gflops);
+        WriteNullable(json, "fma_peak_gflops", c.FmaPeakGflops);
         json.WriteEndObject();
 
         json.WriteStartObject("cold");
@@ -94,8 +96,27 @@ public static class BenchJson
         WriteNullable(json, "seconds", row.Ours.Seconds);
         json.WriteNumber("bytes", row.Ours.Bytes);
         WriteNullable(json, "gbps", row.Ours.GBps);
-        json.WriteNumber("ceiling_gbps", row.CeilingGBps(run.Ceilings));
+        // Schema 5: compute-bound rows (flops non-null) carry gflops and a ceiling in GFLOP/s (the FMA peak);
+        // ceiling names which ceiling ceiling_value and fraction are against. The GB/s fields keep their schema-4 meaning
+        // for copy rows; read rows' ceiling_gbps is the read ceiling.
+        json.WriteString("ceiling", c.Ceiling.Name());
+        WriteNullable(json, "ceiling_value", row.Ceiling(run.Ceilings));
+        WriteNullable(json, "run_ceiling_value", row.RunCeiling(run.Ceilings));
+        WriteNullable(json, "fraction", row.Fraction(run.Ceilings));
+        if (c.Ceiling == BenchCeiling.Fma)
+        {
+            json.WriteNull("ceiling_gbps");
+        }
+        else
+        {
+            json.WriteNumber("ceiling_gbps", row.Ceiling(run.Ceilings));
+        }
         json.WriteNumber("run_ceiling_gbps", run.Ceilings.CopyGBps);
+        if (c.Flops is long flops)
+            json.WriteNumber("flops", flops);
+        else
+            json.WriteNull("flops");
+        WriteNullable(json, "gflops", row.Ours.GFlops);
         json.WriteString("status", row.Ours.StatusText);
         WriteNullable(json, "max_error", row.Ours.MaxError);
         if (peer is null)
@@ -111,6 +132,8 @@ public static class BenchJson
             json.WriteNumber("peer_threads", peer.Threads);
             json.WriteNumber("peer_bytes", peer.Bytes);
             WriteNullable(json, "peer_gbps", peer.GBps);
+            WriteNullable(json, "peer_gflops", peer.GFlops);
+            json.WriteNumber("peer_work_fraction", peer.WorkFraction);
             WriteNullable(json, "ratio", BenchRow.Ratio(row.Ours, peer));
             json.WriteString("peer_status", peer.StatusText);
             WriteNullable(json, "peer_max_error", peer.MaxError);

@@ -14,8 +14,12 @@ public static class BenchMeasurement
     /// </summary>
     public const long ColdMinBytes = 64L << 20;
 
-    /// <summary>Whether <paramref name="case"/> is timed cold: decided per case, so every implementation of it is timed the same way.</summary>
-    public static bool IsCold(IBenchCase @case) => @case.BytesFor(PeerNames.LlmKernels) >= ColdMinBytes;
+    /// <summary>
+    /// Whether <paramref name="case"/> is timed cold: decided per case, so every implementation of it is timed the same way.
+    /// A compute-bound case (attention prefill: <see cref="IBenchCase.Flops"/>) is timed warm whatever its bytes: its time
+    /// is arithmetic, not traffic.
+    /// </summary>
+    public static bool IsCold(IBenchCase @case) => @case.Flops is null && @case.BytesFor(PeerNames.LlmKernels) >= ColdMinBytes;
 
     /// <summary>
     /// Measures LlmKernels and every peer on <paramref name="case"/>. With a <paramref name="flush"/>,
@@ -28,11 +32,13 @@ public static class BenchMeasurement
     {
         using var workload = @case.Prepare();
         CacheFlush? caseFlush = IsCold(@case) ? flush : null;
-        // A cold case's fraction of copy is against the copy measured just before and just after its
-        // LlmKernels samples (the better of the two): see CopyProbe.
-        double? before = caseFlush is not null ? copy?.Measure(copyRepetitions) : null;
+        // A cold case's fraction is against its ceiling (copy, or read for a case that only reads: attention
+        // decode) measured just before and just after its LlmKernels samples (the better of the two): see CopyProbe.
+        Func<double>? ceiling = copy is null ? null
+            : @case.Ceiling == BenchCeiling.Read ? () => copy.ReadGBps(copyRepetitions) : () => copy.Measure(copyRepetitions);
+        double? before = caseFlush is not null ? ceiling?.Invoke() : null;
         var ours = Measure(PeerNames.LlmKernels, workload, context.ThreadCount, context, plan, caseFlush, coldPlan);
-        double? local = before is double b && copy is not null ? Math.Max(b, copy.Measure(copyRepetitions)) : null;
+        double? local = before is double b && ceiling is not null ? Math.Max(b, ceiling()) : null;
         var results = peers.Select(peer => Measure(peer, workload, threads, context, plan, caseFlush, coldPlan)).ToList();
         return new BenchRow(@case, ours, results, caseFlush is not null, local);
     }
@@ -42,8 +48,9 @@ public static class BenchMeasurement
     {
         var @case = workload.Case;
         int peerThreads = PeerNames.IsSingleThreaded(peer) ? 1 : threads;
+        double fraction = 1;
         PeerResult Result(PeerStatus status, double? seconds, double? error, string detail) =>
-            new(peer, @case.DtypeFor(peer), peerThreads, @case.BytesFor(peer), status, seconds, error, detail);
+            new(peer, @case.DtypeFor(peer), peerThreads, @case.BytesFor(peer), status, seconds, error, detail, @case.Flops, fraction);
 
         IBenchPeer implementation;
         try
@@ -62,6 +69,7 @@ public static class BenchMeasurement
 
         using (implementation)
         {
+            fraction = implementation.WorkFraction;
             try
             {
                 var check = workload.Check(implementation);
@@ -70,7 +78,8 @@ public static class BenchMeasurement
                 double seconds = flush is null
                     ? BestTime.Measure(implementation, plan)
                     : BestTime.MeasureCold(implementation, coldPlan, flush);
-                return Result(PeerStatus.Ok, seconds, check.MaxError, "");
+                // A peer timed on a slice of the call (the naive attention loops): its time scaled to the whole call.
+                return Result(PeerStatus.Ok, seconds / fraction, check.MaxError, "");
             }
             catch (EntryPointNotFoundException e)
             {

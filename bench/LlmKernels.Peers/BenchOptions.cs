@@ -62,9 +62,10 @@ public sealed record BenchOptions(bool Quick, string? JsonPath, int Threads, IRe
     /// <summary>A quick run leaves out the naive loops on shapes that move at least this much: seconds per call, and no part of the bar.</summary>
     public const long QuickNaiveMaxBytes = 64L << 20;
 
-    /// <summary>The peers this run measures <paramref name="case"/> against.</summary>
+    /// <summary>The peers this run measures <paramref name="case"/> against; a quick run leaves the naive loops out of compute-bound cases too.</summary>
     public IEnumerable<string> PeersFor(IBenchCase @case) =>
-        @case.Peers.Where(peer => !(Quick && peer == PeerNames.Naive && @case.BytesFor(PeerNames.LlmKernels) >= QuickNaiveMaxBytes));
+        @case.Peers.Where(peer => !(Quick && peer == PeerNames.Naive
+                                    && (@case.BytesFor(PeerNames.LlmKernels) >= QuickNaiveMaxBytes || @case.Flops is not null)));
 
     public TimingPlan Timing => Quick ? TimingPlan.Quick : TimingPlan.Full;
 

@@ -15,7 +15,12 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
         output.WriteLine(string.Create(Invariant, $"  read     {c.ReadGBps,7:F1} GB/s"));
         if (c.FmaGflops is double fma)
             output.WriteLine(string.Create(Invariant, $"  fma      {fma,7:F1} GFLOP/s (AVX2, 10 chains per thread)"));
-        output.WriteLine(string.Create(Invariant, $"LlmKernels isa {isa}; GB/s = minimal read + write traffic / best time; ratios = peer time / LlmKernels time (>1: LlmKernels faster)"));
+        if (c.Fma512Gflops is double fma512)
+            output.WriteLine(string.Create(Invariant, $"  fma512   {fma512,7:F1} GFLOP/s (AVX-512, 12 chains per thread)"));
+        if (c.FmaPeakGflops is double peak)
+            output.WriteLine(string.Create(Invariant, $"  fma peak {peak,7:F1} GFLOP/s (the better of the two: what compute-bound rows are a fraction of)"));
+        output.WriteLine(string.Create(Invariant, $"LlmKernels isa {isa}; GB/s = minimal read + write traffic / best time (attention decode: K and V read);"));
+        output.WriteLine("GFLOP/s (compute-bound rows: attention prefill) = FLOPs / best time; ratios = peer time / LlmKernels time (>1: LlmKernels faster)");
         output.WriteLine(string.Create(Invariant, $"timing: cold = cases moving >= {BenchMeasurement.ColdMinBytes >> 20} MiB, every implementation timed one call per sample after evicting the caches"));
         output.WriteLine(flush is null
             ? "        (no such case in this run); warm = repeated calls, data cache resident between them"
@@ -25,8 +30,8 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
 
     public void WriteHeader()
     {
-        output.WriteLine(string.Create(Invariant, $"{"kernel",-20} {"dtype",-5} {"shape",-15} {"timing",-6} {"us/call",10} {"GB/s",7} {"copy",5} {"of copy",7}  {"ggml",-11} {"onnxruntime",-11} {"tensorprim",-11} {"naive",-11}"));
-        output.WriteLine(new string('-', 130));
+        output.WriteLine(string.Create(Invariant, $"{"kernel",-20} {"dtype",-5} {"shape",-15} {"timing",-6} {"us/call",10} {"rate",7} {"unit",-7} {"ceiling",-11} {"of ceil",7}  {"ggml",-11} {"onnxruntime",-11} {"tensorprim",-11} {"naive",-11}"));
+        output.WriteLine(new string('-', 146));
     }
 
     public void WriteRow(BenchRow row)
@@ -34,10 +39,10 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
         var c = row.Case;
         var ours = row.Ours;
         string time = ours.Seconds is double s ? (s * 1e6).ToString("F2", Invariant) : ours.StatusText;
-        string gbps = ours.GBps is double g ? g.ToString("F1", Invariant) : "-";
-        string fraction = ours.GBps is double f ? (f / row.CeilingGBps(ceilings)).ToString("P0", Invariant).Replace(" ", "", StringComparison.Ordinal) : "-";
-        string copy = row.CeilingGBps(ceilings).ToString("F1", Invariant);
-        output.Write(string.Create(Invariant, $"{c.Kernel,-20} {c.Dtype.Name(),-5} {c.ShapeText,-15} {row.Timing,-6} {time,10} {gbps,7} {copy,5} {fraction,7} "));
+        string rate = ours.Rate is double r ? r.ToString("F1", Invariant) : "-";
+        string fraction = row.Fraction(ceilings) is double f && double.IsFinite(f) ? f.ToString("P0", Invariant).Replace(" ", "", StringComparison.Ordinal) : "-";
+        string ceiling = $"{c.Ceiling.Name()} {row.Ceiling(ceilings).ToString("F1", Invariant)}";
+        output.Write(string.Create(Invariant, $"{c.Kernel,-20} {c.Dtype.Name(),-5} {c.ShapeText,-15} {row.Timing,-6} {time,10} {rate,7} {Unit(c),-7} {ceiling,-11} {fraction,7} "));
         foreach (var name in PeerNames.All)
             output.Write(string.Create(Invariant, $" {Cell(row, name),-11}"));
         output.WriteLine();
@@ -55,7 +60,7 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
             return peer.Status == PeerStatus.Unavailable ? "n/a" : peer.StatusText.ToUpperInvariant();
         // Without a LlmKernels time there is no ratio: the peer's own bandwidth is the useful number.
         string ratio = BenchRow.Ratio(row.Ours, peer) is double r ? r.ToString("F2", Invariant) + "x"
-            : peer.GBps is double g ? g.ToString("F1", Invariant) + "GB/s" : "-";
+            : peer.Rate is double g ? g.ToString("F1", Invariant) + Unit(row.Case) : "-";
         return peer.Dtype == row.Case.Dtype ? ratio : $"{ratio} {peer.Dtype.Name()}";
     }
 
@@ -64,21 +69,25 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
     {
         output.WriteLine();
         output.WriteLine("ggml's CPU rms_norm, norm, swiglu and rope run f32 here, so bf16 rows compare with its f32 run (marked f32);");
+        output.WriteLine("attention: ggml runs q f32 with K/V f16 (marked f16), ONNX Runtime's GroupQueryAttention f32 or f16 (no bf16 kernel);");
+        output.WriteLine("the naive attention loops are timed on a slice (prefill: 1 head of 32; decode: 1 sequence of 8), scaled to the call.");
         output.WriteLine("tensorprim and naive are single-threaded by nature; ggml and onnxruntime use the same thread count as LlmKernels.");
         output.WriteLine("n/a: peer unavailable here; MISMATCH: its result disagreed with the float64 reference and was not timed;");
-        output.WriteLine("-: no such peer for the family (ONNX Runtime has no SwiGLU op on the CPU), or naive skipped by --quick on");
-        output.WriteLine("a DRAM-resident shape; a peer's GB/s instead of a ratio: LlmKernels has no time for that row.");
+        output.WriteLine("-: no such peer for the family (ONNX Runtime has no SwiGLU op on the CPU, attention is no TensorPrimitives");
+        output.WriteLine("composition), or naive skipped by --quick on a DRAM-resident or compute-bound shape; a peer's GB/s (GFLOP/s)");
+        output.WriteLine("instead of a ratio: LlmKernels has no time for that row.");
         output.WriteLine("timing cold: one call per sample from evicted caches, the same for every implementation (\"of copy\" compares");
         output.WriteLine("with DRAM); warm: repeated calls on cache-resident data (\"of copy\" above 100% is cache bandwidth).");
-        output.WriteLine("copy: the copy ceiling (GB/s) \"of copy\" is against: for cold rows re-measured just before and after");
-        output.WriteLine("LlmKernels' samples (the better of the two; this host's bandwidth drifts), for warm rows the run's, above.");
+        output.WriteLine("ceiling: what \"of ceil\" is against: copy or read (GB/s), for cold rows re-measured just before and after");
+        output.WriteLine("LlmKernels' samples (the better of the two; this host's bandwidth drifts), for warm rows the run's, above;");
+        output.WriteLine("fma: the run's FMA peak (GFLOP/s, the better of AVX2 and AVX-512) for compute-bound rows.");
         output.WriteLine();
-        output.WriteLine(string.Create(Invariant, $"{"peer GB/s",-47} {"llmkernels",11} {"ggml",11} {"onnxruntime",11} {"tensorprim",11} {"naive",11}"));
+        output.WriteLine(string.Create(Invariant, $"{"peer GB/s (GFLOP/s: compute-bound rows)",-47} {"llmkernels",11} {"ggml",11} {"onnxruntime",11} {"tensorprim",11} {"naive",11}"));
         foreach (var row in rows)
         {
-            output.Write(string.Create(Invariant, $"{row.Case.Kernel + " " + row.Case.Dtype.Name() + " " + row.Case.ShapeText,-47} {Format(row.Ours.GBps),11}"));
+            output.Write(string.Create(Invariant, $"{row.Case.Kernel + " " + row.Case.Dtype.Name() + " " + row.Case.ShapeText,-47} {Format(row.Ours.Rate),11}"));
             foreach (var name in PeerNames.All)
-                output.Write(string.Create(Invariant, $" {Format(row.Peers.FirstOrDefault(p => p.Peer == name)?.GBps),11}"));
+                output.Write(string.Create(Invariant, $" {Format(row.Peers.FirstOrDefault(p => p.Peer == name)?.Rate),11}"));
             output.WriteLine();
         }
         // One line per reason, naming the kernels it applies to (a missing library hits every row alike).
@@ -105,6 +114,9 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
             $"call overhead, rms_norm f32 [{overhead.Rows}, {overhead.Hidden}]: Kernels.RmsNorm {overhead.ManagedSeconds * 1e9:F0} ns, " +
             $"lk_rms_norm P/Invoke {overhead.NativeSeconds * 1e9:F0} ns (params prepared once: {overhead.NativePreparedSeconds * 1e9:F0} ns), ratio {overhead.Ratio:F3}"));
     }
+
+    /// <summary>The unit of a row's rate: GFLOP/s for a compute-bound case, else GB/s.</summary>
+    private static string Unit(IBenchCase @case) => @case.Flops is null ? "GB/s" : "GFLOP/s";
 
     private static string Format(double? value) => value is double v ? v.ToString("F1", Invariant) : "-";
 }

@@ -14,8 +14,12 @@ public sealed record Ceilings(
     double CopyPlainGBps,
     double? CopyStreamingGBps,
     double ReadGBps,
-    double? FmaGflops)
+    double? FmaGflops,
+    double? Fma512Gflops = null)
 {
+    /// <summary>The machine's FMA peak: the better of the AVX2 and the AVX-512 probe (null without FMA).</summary>
+    public double? FmaPeakGflops => FmaGflops is double avx2 ? Math.Max(avx2, Fma512Gflops ?? 0) : Fma512Gflops;
+
     /// <summary>The copy ceiling: the better of the plain and the streaming-store copy.</summary>
     public double CopyGBps => Math.Max(CopyPlainGBps, CopyStreamingGBps ?? 0);
 
@@ -24,7 +28,7 @@ public sealed record Ceilings(
 
     /// <summary>
     /// Measures copy and read bandwidth over two buffers of <paramref name="bufferBytes"/> each
-    /// (best of <paramref name="repetitions"/>), and optionally the AVX2 FMA peak.
+    /// (best of <paramref name="repetitions"/>), and optionally the FMA peaks (AVX2, and AVX-512 where the CPU has it).
     /// </summary>
     public static Ceilings Measure(int threads, long bufferBytes = DefaultBufferBytes, int repetitions = 7, bool fma = true)
     {
@@ -48,7 +52,16 @@ public sealed record Ceilings(
             GC.KeepAlive(sums);
             fmaGflops = probe.Team.Count * iterations * MemoryProbes.FmaFlopsPerIteration / seconds / 1e9;
         }
-        return new Ceilings(probe.Team.Count, probe.Count * sizeof(float), plain, streaming, read, fmaGflops);
+        double? fma512Gflops = null;
+        if (fma && Avx512F.IsSupported)
+        {
+            const long iterations = 10_000_000; // ~40 ms per thread at 130 GFLOP/s
+            var sums = new float[probe.Team.Count];
+            double seconds = probe.Team.Best(i => sums[i] += MemoryProbes.Fma512Chains(iterations), Math.Min(repetitions, 3));
+            GC.KeepAlive(sums);
+            fma512Gflops = probe.Team.Count * iterations * MemoryProbes.Fma512FlopsPerIteration / seconds / 1e9;
+        }
+        return new Ceilings(probe.Team.Count, probe.Count * sizeof(float), plain, streaming, read, fmaGflops, fma512Gflops);
     }
 
     /// <summary>

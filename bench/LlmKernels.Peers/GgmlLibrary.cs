@@ -20,6 +20,7 @@ public sealed unsafe class GgmlLibrary
 
     /// <summary>ggml_type values used here.</summary>
     public const int TypeF32 = 0;
+    public const int TypeF16 = 1;
     public const int TypeI32 = 26;
 
     /// <summary>ggml_rope_ext's mode for NeoX pairing (GGML_ROPE_TYPE_NEOX): element i with i + n_dims/2.</summary>
@@ -57,6 +58,7 @@ public sealed unsafe class GgmlLibrary
     public readonly delegate* unmanaged<nint, int, long, nint> NewTensor1d;
     public readonly delegate* unmanaged<nint, int, long, long, nint> NewTensor2d;
     public readonly delegate* unmanaged<nint, int, long, long, long, nint> NewTensor3d;
+    public readonly delegate* unmanaged<nint, int, long, long, long, long, nint> NewTensor4d;
     public readonly delegate* unmanaged<nint, nint, long, long, long, nuint, nuint, nuint, nint> View3d;
     public readonly delegate* unmanaged<nint, nint, float, nint> RmsNorm;
     public readonly delegate* unmanaged<nint, nint, float, nint> Norm;
@@ -65,6 +67,8 @@ public sealed unsafe class GgmlLibrary
     // ggml_rope_ext_inplace(ctx, a, positions, freq_factors, n_dims, mode, n_ctx_orig, freq_base,
     //                       freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
     public readonly delegate* unmanaged<nint, nint, nint, nint, int, int, int, float, float, float, float, float, float, nint> RopeExtInplace;
+    // ggml_flash_attn_ext(ctx, q, k, v, mask, scale, max_bias, logit_softcap)
+    public readonly delegate* unmanaged<nint, nint, nint, nint, nint, float, float, float, nint> FlashAttnExt;
     public readonly delegate* unmanaged<nint, nint, nint, nint> Mul;
     public readonly delegate* unmanaged<nint, nint, nint, nint> Add;
     public readonly delegate* unmanaged<nint, nint> NewGraph;
@@ -88,6 +92,8 @@ public sealed unsafe class GgmlLibrary
         NewTensor1d = (delegate* unmanaged<nint, int, long, nint>)NativeLibrary.GetExport(@base, "ggml_new_tensor_1d");
         NewTensor2d = (delegate* unmanaged<nint, int, long, long, nint>)NativeLibrary.GetExport(@base, "ggml_new_tensor_2d");
         NewTensor3d = (delegate* unmanaged<nint, int, long, long, long, nint>)NativeLibrary.GetExport(@base, "ggml_new_tensor_3d");
+        NewTensor4d = (delegate* unmanaged<nint, int, long, long, long, long, nint>)NativeLibrary.GetExport(@base, "ggml_new_tensor_4d");
+        FlashAttnExt = (delegate* unmanaged<nint, nint, nint, nint, nint, float, float, float, nint>)NativeLibrary.GetExport(@base, "ggml_flash_attn_ext");
         View3d = (delegate* unmanaged<nint, nint, long, long, long, nuint, nuint, nuint, nint>)NativeLibrary.GetExport(@base, "ggml_view_3d");
         RmsNorm = (delegate* unmanaged<nint, nint, float, nint>)NativeLibrary.GetExport(@base, "ggml_rms_norm");
         Norm = (delegate* unmanaged<nint, nint, float, nint>)NativeLibrary.GetExport(@base, "ggml_norm");

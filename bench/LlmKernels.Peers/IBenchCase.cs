@@ -7,7 +7,7 @@ namespace LlmKernels.Peers;
 /// </summary>
 public interface IBenchCase
 {
-    /// <summary>The family `llmk bench --filter` selects: rms_norm, layer_norm, swiglu, rope.</summary>
+    /// <summary>The family `llmk bench --filter` selects: rms_norm, layer_norm, swiglu, rope, attention.</summary>
     string Family { get; }
 
     /// <summary>The kernel and form, as in tables and JSON (e.g. fused_add_layer_norm, swiglu_split).</summary>
@@ -28,6 +28,21 @@ public interface IBenchCase
 
     /// <summary>The minimal read + write traffic of one call of <paramref name="peer"/>, at the element type it runs.</summary>
     long BytesFor(string peer);
+
+    /// <summary>
+    /// FLOPs of one call for a compute-bound case, whose metric is GFLOP/s against the FMA peak
+    /// (attention prefill); null for the memory-bound ones, measured in GB/s.
+    /// </summary>
+    long? Flops => null;
+
+    /// <summary>
+    /// The fraction of one call <paramref name="peer"/>'s timed operation performs (<see cref="IBenchPeer.WorkFraction"/>, which
+    /// reads it from here): 1, except for the naive attention loops, timed on a slice.
+    /// </summary>
+    double WorkFractionFor(string peer) => 1;
+
+    /// <summary>The ceiling this case's fraction is taken against: the copy ceiling unless the family says otherwise.</summary>
+    BenchCeiling Ceiling => BenchCeiling.Copy;
 
     /// <summary>Allocates and fills the inputs every peer of this case starts from.</summary>
     IBenchWorkload Prepare();

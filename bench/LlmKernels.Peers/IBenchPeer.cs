@@ -26,4 +26,12 @@ public interface IBenchPeer : ITimedOperation, IDisposable
 
     /// <summary>Puts the inputs back as they were before the first call (in-place forms update their inputs).</summary>
     void Reset();
+
+    /// <summary>
+    /// The fraction of the case's work one <see cref="ITimedOperation.Run"/> performs: 1, except for a
+    /// peer too slow to run the whole call in a benchmark (the naive attention loops run one head or
+    /// one sequence). Its time is divided by this fraction, so its rates and ratios are per call of
+    /// the whole case, extrapolated from the slice.
+    /// </summary>
+    double WorkFraction => 1;
 }

@@ -68,6 +68,13 @@ public sealed unsafe class OrtModel : IDisposable
         return buffer;
     }
 
+    /// <summary>
+    /// Binds an output over a buffer already bound as an input of this model: ONNX Runtime's
+    /// GroupQueryAttention updates its KV cache in place when past_key and present_key are one buffer.
+    /// </summary>
+    public void BindOutput(string name, NativeBuffer boundInput, TensorElementType type, long[] shape) =>
+        _binding.BindOutput(name, Wrap(boundInput, type, shape));
+
     public void Run() => _session.RunWithBinding(_runOptions, _binding);
 
     private OrtValue Wrap(NativeBuffer buffer, TensorElementType type, long[] shape)

@@ -14,6 +14,11 @@ public enum PeerStatus
 }
 
 /// <summary>One implementation's measurement of one case: time per call, and the traffic at the element type it ran.</summary>
+/// <remarks>
+/// <paramref name="Flops"/>: the case's FLOPs per call when it is compute-bound (<see cref="IBenchCase.Flops"/>).
+/// <paramref name="WorkFraction"/>: the fraction of the call the peer actually ran when timed on a slice
+/// (<see cref="IBenchPeer.WorkFraction"/>); <paramref name="Seconds"/> is then already scaled to the whole call.
+/// </remarks>
 public sealed record PeerResult(
     string Peer,
     BenchDtype Dtype,
@@ -22,9 +27,16 @@ public sealed record PeerResult(
     PeerStatus Status,
     double? Seconds,
     double? MaxError,
-    string Detail)
+    string Detail,
+    long? Flops = null,
+    double WorkFraction = 1)
 {
     public double? GBps => Seconds is double s ? Bytes / s / 1e9 : null;
+
+    public double? GFlops => Seconds is double s && Flops is long f ? f / s / 1e9 : null;
+
+    /// <summary>The rate a row shows: GFLOP/s for a compute-bound case, else GB/s.</summary>
+    public double? Rate => Flops is null ? GBps : GFlops;
 
     public string StatusText => Status.ToString().ToLowerInvariant();
 }
@@ -35,11 +47,30 @@ public sealed record PeerResult(
 /// caches (a DRAM-class case); otherwise warm, repeated calls.
 /// </summary>
 public sealed record BenchRow(IBenchCase Case, PeerResult Ours, IReadOnlyList<PeerResult> Peers, bool Cold = false,
-                              double? LocalCopyGBps = null)
+                              double? LocalCeilingGBps = null)
 {
-    /// <summary>The copy ceiling this row's fraction is taken against: the one measured next to it (cold rows, see
-    /// <see cref="CopyProbe"/>), else the run's.</summary>
-    public double CeilingGBps(Ceilings run) => LocalCopyGBps ?? run.CopyGBps;
+    /// <summary>
+    /// The ceiling this row's fraction is taken against, in its rate's unit: the FMA peak (GFLOP/s) for a
+    /// compute-bound case; else the copy or read ceiling measured next to it (cold rows, see <see cref="CopyProbe"/>),
+    /// or the run's.
+    /// </summary>
+    public double Ceiling(Ceilings run) => Case.Ceiling switch
+    {
+        BenchCeiling.Fma => run.FmaPeakGflops ?? double.NaN,
+        BenchCeiling.Read => LocalCeilingGBps ?? run.ReadGBps,
+        _ => LocalCeilingGBps ?? run.CopyGBps,
+    };
+
+    /// <summary>The run-wide value of this row's ceiling (the JSON's run_ceiling).</summary>
+    public double RunCeiling(Ceilings run) => Case.Ceiling switch
+    {
+        BenchCeiling.Fma => run.FmaPeakGflops ?? double.NaN,
+        BenchCeiling.Read => run.ReadGBps,
+        _ => run.CopyGBps,
+    };
+
+    /// <summary>LlmKernels' rate as a fraction of <see cref="Ceiling"/>.</summary>
+    public double? Fraction(Ceilings run) => Ours.Rate is double rate ? rate / Ceiling(run) : null;
 
     /// <summary>"cold" or "warm", as in the table and the JSON's <c>timing</c>.</summary>
     public string Timing => Cold ? "cold" : "warm";

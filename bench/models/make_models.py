@@ -32,6 +32,19 @@ regenerated with nothing but the Python standard library. Every dimension is sym
       cos_cache and sin_cache [max_position, rot_dim / 2] in the element type of x. num_heads and
       rotary_embedding_dim are left 0: ONNX Runtime then takes head_size = 2 * cos_cache.shape[1]
       and num_heads = hidden / head_size, so one model serves any head count.
+  attention_prefill_{f32,f16}.onnx
+      GroupQueryAttention (com.microsoft) without past: query [batch, tokens, num_heads * head_dim],
+      key and value [batch, tokens, kv_num_heads * head_dim], seqlens_k [batch] int32 (total - 1),
+      total_sequence_length (an int32 scalar); outputs output and present_key / present_value
+      [batch, kv_num_heads, tokens, head_dim] (BNSH). Always causal. num_heads 32, kv_num_heads 8,
+      scale 1/sqrt(128), local_window_size -1 (no window), do_rotary 0, softcap 0: the attention
+      family's geometry (bench/LlmKernels.Peers/AttentionCase.cs).
+  attention_decode_{f32,f16}.onnx
+      The same with past_key and past_value [batch, kv_num_heads, capacity, head_dim] (BNSH): the
+      peer binds one buffer as both past_key and present_key (ONNX Runtime then appends the new
+      token in place instead of copying the past), seqlens_k = context - 1.
+      ONNX Runtime 1.31.1 registers GroupQueryAttention on the CPU for float and MLFloat16 only:
+      there is no bf16 model.
 
 ONNX Runtime 1.31.1's CPU execution provider runs the RMSNorm ops natively in f32, f16 and bf16 (the
 session keeps the single node on CPUExecutionProvider and inserts no Cast); x, weight and y share
@@ -45,6 +58,10 @@ EPSILON = 1e-6  # the RMSNorm epsilon LlmKernels' benchmarks use
 LAYER_NORM_EPSILON = 1e-5  # the LayerNorm epsilon (torch.nn.LayerNorm's default)
 ELEM_TYPES = {"f32": 1, "f16": 10, "bf16": 16}  # TensorProto.DataType: FLOAT, FLOAT16, BFLOAT16
 INT64 = 7
+INT32 = 6
+ATTENTION_HEADS = 32  # the attention family's geometry: Llama 3 8B
+ATTENTION_KV_HEADS = 8
+ATTENTION_HEAD_DIM = 128
 IR_VERSION = 8  # ONNX 1.10+: every ONNX Runtime since 1.10 reads it
 ONNX_OPSET = 17
 MS_OPSET = 1
@@ -83,7 +100,8 @@ def field_float(number, value):
 # ---- the ONNX messages used (field numbers from onnx/onnx.proto) ------------------------------
 
 def tensor_value_info(name, elem_type, dims):
-    shape = b"".join(field_bytes(1, field_bytes(2, d)) for d in dims)  # Dimension.dim_param
+    # Dimension.dim_value for a fixed size, dim_param for a symbolic one
+    shape = b"".join(field_bytes(1, field_varint(1, d) if isinstance(d, int) else field_bytes(2, d)) for d in dims)
     tensor_type = field_varint(1, elem_type) + field_bytes(2, shape)  # TypeProto.Tensor
     return field_bytes(1, name) + field_bytes(2, field_bytes(1, tensor_type))  # ValueInfoProto
 
@@ -191,16 +209,54 @@ def rope(elem_type, name, interleaved):
     return model(name, op, inputs, outputs)
 
 
+def attention(elem_type, name, past):
+    q_hidden = ATTENTION_HEADS * ATTENTION_HEAD_DIM
+    kv_hidden = ATTENTION_KV_HEADS * ATTENTION_HEAD_DIM
+    kv_heads, head_dim = ATTENTION_KV_HEADS, ATTENTION_HEAD_DIM
+    inputs = [tensor_value_info("query", elem_type, ["batch", "tokens", q_hidden]),
+              tensor_value_info("key", elem_type, ["batch", "tokens", kv_hidden]),
+              tensor_value_info("value", elem_type, ["batch", "tokens", kv_hidden])]
+    if past:
+        inputs += [tensor_value_info("past_key", elem_type, ["batch", kv_heads, "capacity", head_dim]),
+                   tensor_value_info("past_value", elem_type, ["batch", kv_heads, "capacity", head_dim])]
+    inputs += [tensor_value_info("seqlens_k", INT32, ["batch"]),
+               tensor_value_info("total_sequence_length", INT32, [])]
+    present = "capacity" if past else "tokens"
+    outputs = [tensor_value_info("output", elem_type, ["batch", "tokens", q_hidden]),
+               tensor_value_info("present_key", elem_type, ["batch", kv_heads, present, head_dim]),
+               tensor_value_info("present_value", elem_type, ["batch", kv_heads, present, head_dim])]
+    names = ["query", "key", "value"] + (["past_key", "past_value"] if past else ["", ""])
+    op = node("GroupQueryAttention", "com.microsoft", names + ["seqlens_k", "total_sequence_length"],
+              ["output", "present_key", "present_value"],
+              [attribute_int("num_heads", ATTENTION_HEADS), attribute_int("kv_num_heads", ATTENTION_KV_HEADS),
+               attribute_float("scale", ATTENTION_HEAD_DIM ** -0.5), attribute_int("local_window_size", -1),
+               attribute_int("do_rotary", 0), attribute_float("softcap", 0.0)])
+    return model(name, op, inputs, outputs)
+
+
+def attention_prefill(elem_type):
+    return attention(elem_type, "attention_prefill", past=False)
+
+
+def attention_decode(elem_type):
+    return attention(elem_type, "attention_decode", past=True)
+
+
 MODELS = (("rms_norm", rms_norm), ("fused_add_rms_norm", fused_add_rms_norm),
           ("layer_norm", layer_norm), ("fused_add_layer_norm", fused_add_layer_norm),
           ("post_layer_norm", post_layer_norm),
           ("rope_neox", rope_neox), ("rope_gptj", rope_gptj))
 
+# GroupQueryAttention has CPU kernels for float and MLFloat16 only (ONNX Runtime 1.31.1).
+ATTENTION_MODELS = (("attention_prefill", attention_prefill), ("attention_decode", attention_decode))
+ATTENTION_ELEM_TYPES = ("f32", "f16")
+
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     for dtype, elem_type in ELEM_TYPES.items():
-        for name, build in MODELS:
+        models = MODELS + (ATTENTION_MODELS if dtype in ATTENTION_ELEM_TYPES else ())
+        for name, build in models:
             path = os.path.join(here, f"{name}_{dtype}.onnx")
             with open(path, "wb") as f:
                 f.write(build(elem_type))

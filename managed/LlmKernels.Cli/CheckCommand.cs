@@ -23,6 +23,7 @@ internal static class CheckCommand
             failures += NormCheck.Run(output, context);
             failures += ActivationCheck.Run(output, context);
             failures += RopeCheck.Run(output, context);
+            failures += AttentionCheck.Run(output, context);
         }
         output.WriteLine(failures == 0 ? "all kernels agree with the reference" : $"{failures} kernel x isa x dtype rows FAILED");
         return failures == 0 ? 0 : 1;
