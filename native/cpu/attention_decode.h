@@ -45,5 +45,6 @@ void lk_decode_combine_sequences(const void *combine_job, int64_t begin, int64_t
 typedef void (*lk_decode_unit_fn)(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch);
 void lk_decode_unit_avx2(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch);
 void lk_decode_unit_avx512(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch);
+void lk_decode_unit_avx512bf16(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch);
 
 #endif /* LK_ATTENTION_DECODE_H */

@@ -66,6 +66,27 @@ uint32_t lk_detect_isas(void) {
   return isas;
 }
 
+/* AVX512_BF16 (vdpbf16ps: Cooper Lake, Sapphire Rapids, Zen 4): an extension the AVX-512 kernels
+ * use where it exists, not an ISA level of its own. */
+static bool detect_avx512_bf16(void) {
+#if LK_X86
+  if (!(lk_cpu_supported_isas() & (1u << LK_ISA_AVX512))) return false;
+  uint32_t r[4];
+  cpuid(7, 0, r);
+  if (r[0] < 1) return false; /* no subleaf 1 */
+  cpuid(7, 1, r);
+  return (r[0] >> 5) & 1;
+#else
+  return false;
+#endif
+}
+
+bool lk_cpu_has_avx512_bf16(void) {
+  static volatile int cached; /* 0 unknown, 1 no, 2 yes; benign race as above (CPUID traps in VMs) */
+  if (!cached) cached = detect_avx512_bf16() ? 2 : 1;
+  return cached == 2;
+}
+
 LK_API uint32_t lk_cpu_supported_isas(void) {
   static volatile uint32_t cached; /* benign race: every thread computes the same value */
   if (!cached) cached = lk_detect_isas();
