@@ -149,6 +149,22 @@ static LK_INLINE void LK_ISA_SUFFIX(decode_pv)(const decode_scratch *t, const in
       if (c < vc && r < nr) lk_v_store_f32(o[r] + c * VL, acc[r][c]);
 }
 
+/* decode_pv over head_dim's full vectors, PV_VC at a time. */
+static LK_INLINE void LK_ISA_SUFFIX(decode_pv_rows)(const decode_scratch *t, const int64_t *rows, int64_t lane0, int nr,
+                                                    const char *const *v, int64_t bk, int64_t dv, int64_t dp, lk_dtype dtype) {
+  for (int64_t e = 0; e < dv; e += DPV_VC * VL) {
+    const int vc = (dv - e) / VL < DPV_VC ? (int)((dv - e) / VL) : DPV_VC;
+    switch (vc) {
+    case 1: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 1, dp, dtype); break;
+#if DPV_VC > 2
+    case 2: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 2, dp, dtype); break;
+    case 3: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 3, dp, dtype); break;
+#endif
+    default: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, DPV_VC, dp, dtype); break;
+    }
+  }
+}
+
 /* One lane's output accumulation key by key, skipping probability 0 (see the file comment). */
 static void LK_ISA_SUFFIX(decode_pv_guarded)(const decode_scratch *t, int64_t row, int64_t lane, const char *const *v,
                                              int64_t bk, int64_t d, int64_t dp, lk_dtype dtype) {
@@ -320,7 +336,12 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
             }
             continue;
           }
-          LK_ISA_SUFFIX(decode_dots)(&t, lane_rows + lane, lane, nr, kh[jj], d, dp, jj, dtype);
+          switch (nr) {
+          case 1: LK_ISA_SUFFIX(decode_dots)(&t, lane_rows + lane, lane, 1, kh[jj], d, dp, jj, dtype); break;
+          case 2: LK_ISA_SUFFIX(decode_dots)(&t, lane_rows + lane, lane, 2, kh[jj], d, dp, jj, dtype); break;
+          case 3: LK_ISA_SUFFIX(decode_dots)(&t, lane_rows + lane, lane, 3, kh[jj], d, dp, jj, dtype); break;
+          default: LK_ISA_SUFFIX(decode_dots)(&t, lane_rows + lane, lane, DPV_MR, kh[jj], d, dp, jj, dtype); break;
+          }
         }
       }
       for (int64_t lane = 0; lane < n; lane++) {
@@ -336,16 +357,11 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
           for (int r = 0; r < nr; r++) LK_ISA_SUFFIX(decode_pv_guarded)(&t, lane_rows[lane + r], lane + r, vh, bk, d, dp, dtype);
           continue;
         }
-        for (int64_t e = 0; e < dv; e += DPV_VC * VL) {
-          const int vc = (dv - e) / VL < DPV_VC ? (int)((dv - e) / VL) : DPV_VC;
-          switch (vc) {
-          case 1: LK_ISA_SUFFIX(decode_pv)(&t, lane_rows + lane, lane, nr, vh, bk, e, 1, dp, dtype); break;
-#if DPV_VC > 2
-          case 2: LK_ISA_SUFFIX(decode_pv)(&t, lane_rows + lane, lane, nr, vh, bk, e, 2, dp, dtype); break;
-          case 3: LK_ISA_SUFFIX(decode_pv)(&t, lane_rows + lane, lane, nr, vh, bk, e, 3, dp, dtype); break;
-#endif
-          default: LK_ISA_SUFFIX(decode_pv)(&t, lane_rows + lane, lane, nr, vh, bk, e, DPV_VC, dp, dtype); break;
-          }
+        switch (nr) { /* constant lane counts: no per-key tests of nr in the microkernels */
+        case 1: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 1, vh, bk, dv, dp, dtype); break;
+        case 2: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 2, vh, bk, dv, dp, dtype); break;
+        case 3: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 3, vh, bk, dv, dp, dtype); break;
+        default: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, DPV_MR, vh, bk, dv, dp, dtype); break;
         }
         for (int64_t e = dv; e < d; e++) /* the head_dim % VL tail */
           for (int r = 0; r < nr; r++) {
