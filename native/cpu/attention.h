@@ -66,6 +66,31 @@ static inline const void *lk_attention_kv(const lk_attention_job *job, bool valu
   return (const char *)base + ((p->cu_seqlens_k[s] + j) * stride + h * p->head_dim) * size;
 }
 
+/* Rows [j0, j0 + count) of kv head h's keys (values) in sequence s, into rows[]: the kernels'
+ * tiles, with one division per tile instead of lk_attention_kv's two per row. */
+static inline void lk_attention_kv_rows(const lk_attention_job *job, bool values, int64_t s, int64_t j0, int64_t count,
+                                        int64_t h, const char **rows) {
+  const lk_attention_params *p = &job->p;
+  const int64_t size = (int64_t)lk_dtype_size(p->dtype);
+  if (job->paged) {
+    const int64_t bs = p->cache.block_size, row_bytes = p->num_kv_heads * p->head_dim * size;
+    const char *base = (const char *)(values ? p->cache.value_cache : p->cache.key_cache) + h * p->head_dim * size;
+    const int32_t *table = p->block_tables + s * p->max_blocks_per_seq;
+    int64_t block = j0 / bs, offset = j0 % bs;
+    for (int64_t i = 0; i < count; i++) {
+      rows[i] = base + ((int64_t)table[block] * bs + offset) * row_bytes;
+      if (++offset == bs) {
+        offset = 0;
+        block++;
+      }
+    }
+    return;
+  }
+  const int64_t stride = values ? p->v_stride : p->k_stride;
+  const char *row = (const char *)(values ? p->v : p->k) + ((p->cu_seqlens_k[s] + j0) * stride + h * p->head_dim) * size;
+  for (int64_t i = 0; i < count; i++) rows[i] = row + i * stride * size;
+}
+
 /* The score of key j before the mask: scaled dot, softcap, ALiBi, bias (llmkernels.h's order). */
 static inline float lk_attention_score(const lk_attention_params *p, float dot, float slope, const float *bias_row,
                                        int64_t pos, int64_t j) {

@@ -305,16 +305,12 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
   for (int64_t j0 = begin; j0 < end; j0 += DTILE) {
     const int64_t bk = end - j0 < DTILE ? end - j0 : DTILE;
     const int64_t next = end - (j0 + DTILE) < DTILE ? end - (j0 + DTILE) : DTILE;
-    for (int64_t jj = 0; jj < bk; jj++) {
-      k_rows[jj] = (const char *)lk_attention_kv(job, false, seq, j0 + jj, 0);
-      v_rows[jj] = (const char *)lk_attention_kv(job, true, seq, j0 + jj, 0);
-    }
+    lk_attention_kv_rows(job, false, seq, j0, bk, 0, k_rows);
+    lk_attention_kv_rows(job, true, seq, j0, bk, 0, v_rows);
     pf.count = pf.row = pf.line = 0;
     if (next > 0) {
-      for (int64_t jj = 0; jj < next; jj++) {
-        pf.rows[jj] = (const char *)lk_attention_kv(job, false, seq, j0 + DTILE + jj, 0);
-        pf.rows[next + jj] = (const char *)lk_attention_kv(job, true, seq, j0 + DTILE + jj, 0);
-      }
+      lk_attention_kv_rows(job, false, seq, j0 + DTILE, next, 0, pf.rows);
+      lk_attention_kv_rows(job, true, seq, j0 + DTILE, next, 0, pf.rows + next);
       pf.count = 2 * next;
       pf.per_step = (pf.count * pf.row_lines + p->num_kv_heads * DTILE - 1) / (p->num_kv_heads * DTILE);
     }

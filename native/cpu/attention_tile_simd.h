@@ -271,13 +271,13 @@ static LK_INLINE void LK_ISA_SUFFIX(tile_softmax)(const lk_attention_job *job, c
 
 /* Widens (or copies) rows [j0, j0 + bk) of the lane set's keys or values into dst rows of
  * `stride` floats, zero padded from head_dim; returns whether every value is finite. */
-static LK_INLINE bool LK_ISA_SUFFIX(tile_load)(const lk_attention_job *job, const lk_attention_lanes *lanes, bool values,
-                                               int64_t j0, int64_t bk, float *dst, int64_t stride, lk_dtype dtype) {
+static LK_INLINE bool LK_ISA_SUFFIX(tile_load)(const lk_attention_job *job, const char *const *rows, int64_t bk, float *dst,
+                                               int64_t stride, lk_dtype dtype) {
   const int64_t d = job->p.head_dim, dv = d / VL * VL;
   lk_vf finite = lk_v_zero(); /* sums 0 * x: NaN exactly when some x is not finite */
   float tail = 0.0f;
   for (int64_t jj = 0; jj < bk; jj++, dst += stride) {
-    const void *src = lk_attention_kv(job, values, lanes->seq, j0 + jj, lanes->kv_head);
+    const void *src = rows[jj];
     int64_t e = 0;
     for (; e < dv; e += VL) {
       const lk_vf x = lk_v_load(src, e, dtype);
@@ -318,26 +318,29 @@ static void LK_ISA_SUFFIX(run_lanes)(const lk_attention_job *job, const lk_atten
   int64_t key_begin, key_end;
   lk_attention_split_keys(plan, lanes, lk_attention_unit_split(plan, unit), &key_begin, &key_end);
   const float *k_rows[TILE + QK_MR];
+  const char *k_src[TILE], *v_src[TILE];
   tile_prefetch next;
   next.lines = (d * size + 63) / 64;
   for (int64_t j0 = key_begin; j0 < key_end; j0 += TILE) {
     const int64_t bk = key_end - j0 < TILE ? key_end - j0 : TILE;
     next.rows = key_end - (j0 + TILE) < TILE ? key_end - (j0 + TILE) : TILE;
-    for (int64_t jj = 0; jj < next.rows; jj++) {
-      next.k[jj] = (const char *)lk_attention_kv(job, false, lanes->seq, j0 + TILE + jj, lanes->kv_head);
-      next.v[jj] = (const char *)lk_attention_kv(job, true, lanes->seq, j0 + TILE + jj, lanes->kv_head);
+    if (next.rows > 0) {
+      lk_attention_kv_rows(job, false, lanes->seq, j0 + TILE, next.rows, lanes->kv_head, next.k);
+      lk_attention_kv_rows(job, true, lanes->seq, j0 + TILE, next.rows, lanes->kv_head, next.v);
     }
+    lk_attention_kv_rows(job, false, lanes->seq, j0, bk, lanes->kv_head, k_src);
+    lk_attention_kv_rows(job, true, lanes->seq, j0, bk, lanes->kv_head, v_src);
     const bool full = j0 >= lanes->full_lo && j0 + bk - 1 <= lanes->full_hi;
     if (dtype == LK_DTYPE_F32) {
-      for (int64_t jj = 0; jj < bk; jj++) k_rows[jj] = (const float *)lk_attention_kv(job, false, lanes->seq, j0 + jj, lanes->kv_head);
+      for (int64_t jj = 0; jj < bk; jj++) k_rows[jj] = (const float *)k_src[jj];
     } else {
-      LK_ISA_SUFFIX(tile_load)(job, lanes, false, j0, bk, t.kt, d, dtype);
+      LK_ISA_SUFFIX(tile_load)(job, k_src, bk, t.kt, d, dtype);
       for (int64_t jj = 0; jj < bk; jj++) k_rows[jj] = t.kt + jj * d;
     }
     for (int64_t jj = bk; jj < bk + QK_MR; jj++) k_rows[jj] = t.zero;
     LK_ISA_SUFFIX(tile_qk)(&t, k_rows, d, bk, vecs, &next);
     LK_ISA_SUFFIX(tile_softmax)(job, lanes, &t, j0, bk, vecs, full);
-    if (LK_ISA_SUFFIX(tile_load)(job, lanes, true, j0, bk, t.vt, dp, dtype)) LK_ISA_SUFFIX(tile_pv)(&t, dp, bk, n4);
+    if (LK_ISA_SUFFIX(tile_load)(job, v_src, bk, t.vt, dp, dtype)) LK_ISA_SUFFIX(tile_pv)(&t, dp, bk, n4);
     else LK_ISA_SUFFIX(tile_pv_guarded)(&t, dp, bk, n4);
   }
 
