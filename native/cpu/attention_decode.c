@@ -22,15 +22,7 @@ bool lk_decode_plan_make(lk_decode_plan *plan, const lk_attention_job *job, floa
   plan->padded_dim = (p->head_dim + 15) / 16 * 16;
   if (decode_scratch_bytes(plan->rows, plan->padded_dim) > scratch_bytes) return false;
   plan->partials = partials;
-  plan->splits = 1;
-  if (p->num_seqs < LK_ATTENTION_MAX_UNITS) {
-    const int64_t unit_bytes = plan->rows * (plan->padded_dim + 2) * (int64_t)sizeof(float);
-    int64_t units = (int64_t)(LK_ATTENTION_PARTIAL_BYTES / (size_t)unit_bytes);
-    if (units > LK_ATTENTION_MAX_UNITS) units = LK_ATTENTION_MAX_UNITS;
-    int64_t splits = units / p->num_seqs;
-    if (splits > max_keys / LK_ATTENTION_MIN_SPLIT_KEYS) splits = max_keys / LK_ATTENTION_MIN_SPLIT_KEYS;
-    if (splits > 1) plan->splits = splits;
-  }
+  plan->splits = lk_attention_splits(p->num_seqs, plan->rows * (plan->padded_dim + 2), max_keys);
   plan->units = p->num_seqs * plan->splits;
   return true;
 }

@@ -290,11 +290,8 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
       if (row.hi > key_hi) key_hi = row.hi;
     }
   }
-  int64_t begin = 0, end = 0;
-  if (key_hi >= 0) {
-    begin = key_lo + (key_hi - key_lo + 1) * split / plan->splits;
-    end = key_lo + (key_hi - key_lo + 1) * (split + 1) / plan->splits;
-  }
+  int64_t begin, end;
+  lk_attention_split_range(key_lo, key_hi, split, plan->splits, &begin, &end);
 
   const char *k_rows[DTILE], *v_rows[DTILE];
   const char *kh[DTILE], *vh[DTILE];

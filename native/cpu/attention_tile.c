@@ -15,21 +15,22 @@ void lk_attention_plan_make(lk_attention_plan *plan, const lk_attention_job *job
   plan->items = plan->token_blocks * p->num_kv_heads * plan->head_chunks;
   plan->padded_dim = (p->head_dim + 15) / 16 * 16;
   plan->partials = partials;
-  plan->splits = 1;
-  if (plan->items > 0 && plan->items < LK_ATTENTION_MAX_UNITS) {
-    int64_t max_keys = 0;
-    for (int64_t s = 0; s < p->num_seqs; s++) {
-      const int64_t sk = job->paged ? p->seqlens_k[s] : p->cu_seqlens_k[s + 1] - p->cu_seqlens_k[s];
-      if (sk > max_keys) max_keys = sk;
-    }
-    const int64_t unit_bytes = LK_ATTENTION_LANES * (plan->padded_dim + 2) * (int64_t)sizeof(float);
-    int64_t units = (int64_t)(LK_ATTENTION_PARTIAL_BYTES / (size_t)unit_bytes);
-    if (units > LK_ATTENTION_MAX_UNITS) units = LK_ATTENTION_MAX_UNITS;
-    int64_t splits = units / plan->items;
-    if (splits > max_keys / LK_ATTENTION_MIN_SPLIT_KEYS) splits = max_keys / LK_ATTENTION_MIN_SPLIT_KEYS;
-    if (splits > 1) plan->splits = splits;
+  int64_t max_keys = 0;
+  for (int64_t s = 0; s < p->num_seqs; s++) {
+    const int64_t sk = job->paged ? p->seqlens_k[s] : p->cu_seqlens_k[s + 1] - p->cu_seqlens_k[s];
+    if (sk > max_keys) max_keys = sk;
   }
+  plan->splits = lk_attention_splits(plan->items, LK_ATTENTION_LANES * (plan->padded_dim + 2), max_keys);
   plan->units = plan->items * plan->splits;
+}
+
+int64_t lk_attention_splits(int64_t items, int64_t state_floats, int64_t max_keys) {
+  if (items <= 0 || items >= LK_ATTENTION_MAX_UNITS) return 1;
+  int64_t units = (int64_t)(LK_ATTENTION_PARTIAL_BYTES / ((size_t)state_floats * sizeof(float)));
+  if (units > LK_ATTENTION_MAX_UNITS) units = LK_ATTENTION_MAX_UNITS;
+  int64_t splits = units / items;
+  if (splits > max_keys / LK_ATTENTION_MIN_SPLIT_KEYS) splits = max_keys / LK_ATTENTION_MIN_SPLIT_KEYS;
+  return splits > 1 ? splits : 1;
 }
 
 bool lk_attention_next_lanes(const lk_attention_job *job, const lk_attention_plan *plan, int64_t item, int64_t *cursor,

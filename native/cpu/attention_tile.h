@@ -49,6 +49,24 @@ typedef struct lk_attention_lanes {
 /* Fills the plan of a validated job; `partials` is the context's buffer of PARTIAL_BYTES. */
 void lk_attention_plan_make(lk_attention_plan *plan, const lk_attention_job *job, float *partials);
 
+/* How many parts to split each of `items` work items' keys into: enough for about MAX_UNITS
+ * units, parts of at least MIN_SPLIT_KEYS of the longest sequence's keys, and units x
+ * state_floats (one unit's partial states) within the shared scratch; 1 when there are enough
+ * items. Shape only: never the thread count. */
+int64_t lk_attention_splits(int64_t items, int64_t state_floats, int64_t max_keys);
+
+/* Keys [*begin, *end) of part `split` of `splits` of the visible range [lo, hi] (empty when hi < lo). */
+static inline void lk_attention_split_range(int64_t lo, int64_t hi, int64_t split, int64_t splits, int64_t *begin,
+                                            int64_t *end) {
+  const int64_t n = hi - lo + 1;
+  if (n <= 0) {
+    *begin = *end = 0;
+    return;
+  }
+  *begin = lo + n * split / splits;
+  *end = lo + n * (split + 1) / splits;
+}
+
 /* The item of unit u, and the split it covers. */
 static inline int64_t lk_attention_unit_item(const lk_attention_plan *plan, int64_t u) { return u / plan->splits; }
 static inline int64_t lk_attention_unit_split(const lk_attention_plan *plan, int64_t u) { return u % plan->splits; }
@@ -60,13 +78,7 @@ bool lk_attention_next_lanes(const lk_attention_job *job, const lk_attention_pla
 /* Keys [begin, end) of split `split` of a lane set's visible range. */
 static inline void lk_attention_split_keys(const lk_attention_plan *plan, const lk_attention_lanes *lanes, int64_t split,
                                            int64_t *begin, int64_t *end) {
-  const int64_t n = lanes->key_hi - lanes->key_lo + 1;
-  if (n <= 0) {
-    *begin = *end = 0;
-    return;
-  }
-  *begin = lanes->key_lo + n * split / plan->splits;
-  *end = lanes->key_lo + n * (split + 1) / plan->splits;
+  lk_attention_split_range(lanes->key_lo, lanes->key_hi, split, plan->splits, begin, end);
 }
 
 /* A unit's partial state for lane `lane` of item `item`: m, l, then padded_dim accumulators. */
