@@ -81,9 +81,14 @@ static bool detect_avx512_bf16(void) {
 #endif
 }
 
+/* LLMK_AVX512_BF16=0 in the environment turns the extension off (the tests run the plain AVX-512
+ * kernels that way too). */
 bool lk_cpu_has_avx512_bf16(void) {
   static volatile int cached; /* 0 unknown, 1 no, 2 yes; benign race as above (CPUID traps in VMs) */
-  if (!cached) cached = detect_avx512_bf16() ? 2 : 1;
+  if (!cached) {
+    const char *setting = getenv("LLMK_AVX512_BF16");
+    cached = (setting && strcmp(setting, "0") == 0) || !detect_avx512_bf16() ? 1 : 2;
+  }
   return cached == 2;
 }
 
