@@ -4,5 +4,7 @@
 
 #undef LK_ISA_SUFFIX
 #define LK_ISA_SUFFIX(name) name##_avx512bf16
-#define LK_DECODE_DPBF16 1
+#if defined(__GNUC__) /* GCC and Clang: __m512bh from a vector cast; MSVC builds the plain kernel here */
+#  define LK_DECODE_DPBF16 1
+#endif
 #include "attention_decode_simd.h"
