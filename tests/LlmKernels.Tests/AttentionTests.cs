@@ -122,7 +122,11 @@ public sealed class AttentionTests
                     }
     }
 
-    /// <summary>Query heads sharing a kv head (GQA) give what MHA gives with that kv head repeated, bit for bit.</summary>
+    /// <summary>
+    /// Query heads sharing a kv head (GQA) give what MHA gives with that kv head repeated, within
+    /// rounding: the two may run different kernels (here MHA's 5 query rows per kv head take the
+    /// decode kernel, GQA's 20 the tiled one), which sum in different orders.
+    /// </summary>
     [Fact]
     public void GroupedQueryEqualsRepeatedHeads()
     {
@@ -142,7 +146,10 @@ public sealed class AttentionTests
         float[] gqa = new float[q.Length], mha = new float[q.Length];
         Attention.Forward<float>(q, k, v, gqa, cu, cu, heads, kvHeads, d, options);
         Attention.Forward<float>(q, kFull, vFull, mha, cu, cu, heads, heads, d, options);
-        Tolerance.AssertBitwiseEqual<float>(mha, gqa, "GQA vs MHA");
+        double scale = 0;
+        foreach (float x in mha) scale = Math.Max(scale, Math.Abs(x));
+        for (int i = 0; i < mha.Length; i++)
+            Assert.True(Math.Abs(mha[i] - gqa[i]) <= 1e-6 * scale, $"GQA vs MHA: element {i} is {gqa[i]}, MHA gives {mha[i]}");
     }
 
     /// <summary>q, k and v as slices of one fused qkv buffer give what separate buffers give.</summary>
