@@ -2,8 +2,8 @@ namespace LlmKernels.Peers;
 
 /// <summary>
 /// LlmKernels' attention through the public managed API, on a context with the benchmark's thread
-/// count: <see cref="Attention.Forward{T}"/> (causal, contiguous q, k, v) for a prefill,
-/// <see cref="Attention.ForwardPaged{T}"/> over the workload's bf16 paged cache and shuffled block
+/// count: <see cref="O:LlmKernels.Attention.Forward"/> (causal, contiguous q, k, v) for a prefill,
+/// <see cref="O:LlmKernels.Attention.ForwardPaged"/> over the workload's bf16 paged cache and shuffled block
 /// table for a decode. Spans over the native buffers are made inside the call: nothing allocates.
 /// </summary>
 public sealed unsafe class LlmKernelsAttentionPeer : IAttentionPeer

@@ -3,12 +3,12 @@ namespace LlmKernels.Cli;
 /// <summary>
 /// <c>llmk check</c> rows for attention and the paged KV cache, per ISA and dtype:
 /// <list type="bullet">
-/// <item><c>attention</c>: <see cref="Attention.Forward{T}"/> on varlen batches (GQA, MQA, MHA; causal,
+/// <item><c>attention</c>: <see cref="O:LlmKernels.Attention.Forward"/> on varlen batches (GQA, MQA, MHA; causal,
 /// sliding window and full; ragged head dims) against float64, with a naive same-precision attention
 /// (f32 scores, softmax and sums, one rounding) as the yardstick;</item>
-/// <item><c>attention_paged</c>: <see cref="Attention.ForwardPaged{T}"/> over the same keys written into a
+/// <item><c>attention_paged</c>: <see cref="O:LlmKernels.Attention.ForwardPaged"/> over the same keys written into a
 /// paged cache with a shuffled block table: bit for bit the contiguous result (the API's promise), so
-/// its error is its difference from <see cref="Attention.Forward{T}"/> and must be 0;</item>
+/// its error is its difference from <see cref="O:LlmKernels.Attention.Forward"/> and must be 0;</item>
 /// <item><c>kv_cache</c>: <see cref="KvCache.Write{T}"/> then <see cref="KvCache.Gather{T}"/> gives the
 /// keys and values back bit for bit.</item>
 /// </list>

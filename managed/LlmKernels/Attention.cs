@@ -4,8 +4,9 @@ namespace LlmKernels;
 
 /// <summary>
 /// Scaled dot-product attention over a batch of variable-length sequences (FlashAttention's varlen form),
-/// with keys and values contiguous (<see cref="Forward{T}"/>, <c>flash_attn_varlen_func</c>) or in a paged KV cache
-/// (<see cref="ForwardPaged{T}"/>, <c>flash_attn_with_kvcache</c> and vLLM's paged attention). Per sequence and query head
+/// with keys and values contiguous (<see cref="O:LlmKernels.Attention.Forward"/>, <c>flash_attn_varlen_func</c>) or in a paged KV cache
+/// (<see cref="O:LlmKernels.Attention.ForwardPaged"/>, <c>flash_attn_with_kvcache</c> and vLLM's paged attention), over spans or,
+/// with the shapes giving the head counts and strides, tensors. Per sequence and query head
 /// <c>h</c>, for query <c>i</c> at key position <c>p = i + Sk - Sq</c> (the queries are the last <c>Sq</c> of the
 /// sequence's <c>Sk</c> keys: prefill, decode and chunked prefill alike) and each visible key <c>j</c>:
 /// <c>s = softcap(q_i . k_j * scale) - alibiSlopes[h] * |p - j| + bias[...]</c>, and
@@ -21,7 +22,7 @@ namespace LlmKernels;
 /// <see cref="ArgumentException.ParamName"/> is the C# parameter. Either way nothing is written when a call throws.</para>
 /// <para>Formulas and the kernels' status: docs/attention.md.</para>
 /// </remarks>
-public static class Attention
+public static partial class Attention
 {
     /// <summary>The largest head dimension the kernels take.</summary>
     public const int MaxHeadDim = 256;
@@ -116,7 +117,7 @@ public static class Attention
     /// Attention over keys and values in a paged KV cache (FlashAttention's <c>flash_attn_with_kvcache</c> with a block table,
     /// vLLM's paged attention): sequence <c>s</c> owns query tokens <c>[cuSeqlensQ[s], cuSeqlensQ[s + 1])</c> and has
     /// <c>seqLensK[s]</c> keys, key <c>j</c> in slot <c>blockTables[s * maxBlocksPerSeq + j / BlockSize] * BlockSize + j % BlockSize</c>
-    /// of the caches (<see cref="KvCache.Write{T}"/> puts them there). The result is bit for bit that of <see cref="Forward{T}"/> on
+    /// of the caches (<see cref="KvCache.Write{T}"/> puts them there). The result is bit for bit that of <see cref="Forward{T}(ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T}, ReadOnlySpan{int}, ReadOnlySpan{int}, int, int, int, AttentionOptions?, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, Span{float}, int, int, int, int, CpuContext?)"/> on
     /// the same keys gathered contiguously.
     /// </summary>
     /// <param name="q">Queries, <c>[totalQ, qStride]</c>, a token's <paramref name="numHeads"/> heads of <c>layout.HeadDim</c> first;

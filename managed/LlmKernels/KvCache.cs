@@ -196,7 +196,7 @@ public static class KvCache
     /// <summary>
     /// A block table of <paramref name="numSeqs"/> rows of <paramref name="maxBlocksPerSeq"/> entries fits in
     /// <paramref name="blockTables"/> (the entries themselves are the native library's to check): for <see cref="Gather{T}"/>
-    /// and <see cref="Attention.ForwardPaged{T}"/>.
+    /// and <see cref="O:LlmKernels.Attention.ForwardPaged"/>.
     /// </summary>
     internal static void CheckBlockTables(ReadOnlySpan<int> blockTables, int maxBlocksPerSeq, int numSeqs)
     {
