@@ -33,14 +33,21 @@ public static class BenchMeasurement
         using var workload = @case.Prepare();
         CacheFlush? caseFlush = IsCold(@case) ? flush : null;
         // A cold case's fraction is against its ceiling (copy, or read for a case that only reads: attention
-        // decode) measured just before and just after its LlmKernels samples (the better of the two): see CopyProbe.
+        // decode), a compute-bound case's against the FMA peak, each measured just before and just after its
+        // LlmKernels samples (the better of the two): this host's clocks drift as its bandwidth does (see CopyProbe).
         Func<double>? ceiling = copy is null ? null
-            : @case.Ceiling == BenchCeiling.Read ? () => copy.ReadGBps(copyRepetitions) : () => copy.Measure(copyRepetitions);
-        double? before = caseFlush is not null ? ceiling?.Invoke() : null;
+            : @case.Ceiling switch
+            {
+                BenchCeiling.Read => () => copy.ReadGBps(copyRepetitions),
+                BenchCeiling.Fma => () => Ceilings.MeasureFmaPeak(copy, copyRepetitions) ?? double.NaN,
+                _ => () => copy.Measure(copyRepetitions),
+            };
+        bool local = caseFlush is not null || @case.Ceiling == BenchCeiling.Fma;
+        double? before = local ? ceiling?.Invoke() : null;
         var ours = Measure(PeerNames.LlmKernels, workload, context.ThreadCount, context, plan, caseFlush, coldPlan);
-        double? local = before is double b && ceiling is not null ? Math.Max(b, ceiling()) : null;
+        double? localCeiling = before is double b && ceiling is not null ? Math.Max(b, ceiling()) : null;
         var results = peers.Select(peer => Measure(peer, workload, threads, context, plan, caseFlush, coldPlan)).ToList();
-        return new BenchRow(@case, ours, results, caseFlush is not null, local);
+        return new BenchRow(@case, ours, results, caseFlush is not null, localCeiling);
     }
 
     public static PeerResult Measure(string peer, IBenchWorkload workload, int threads, CpuContext context, TimingPlan plan,

@@ -43,25 +43,33 @@ public sealed record Ceilings(
         double? streaming = probe.CopyStreamingGBps(repetitions);
         double read = probe.ReadGBps(repetitions);
 
-        double? fmaGflops = null;
-        if (fma && Fma.IsSupported)
-        {
-            const long iterations = 20_000_000; // ~40 ms per thread at 80 GFLOP/s, as roofline.c
-            var sums = new float[probe.Team.Count];
-            double seconds = probe.Team.Best(i => sums[i] += MemoryProbes.FmaChains(iterations), Math.Min(repetitions, 3));
-            GC.KeepAlive(sums);
-            fmaGflops = probe.Team.Count * iterations * MemoryProbes.FmaFlopsPerIteration / seconds / 1e9;
-        }
-        double? fma512Gflops = null;
-        if (fma && Avx512F.IsSupported)
-        {
-            const long iterations = 10_000_000; // ~40 ms per thread at 130 GFLOP/s
-            var sums = new float[probe.Team.Count];
-            double seconds = probe.Team.Best(i => sums[i] += MemoryProbes.Fma512Chains(iterations), Math.Min(repetitions, 3));
-            GC.KeepAlive(sums);
-            fma512Gflops = probe.Team.Count * iterations * MemoryProbes.Fma512FlopsPerIteration / seconds / 1e9;
-        }
+        double? fmaGflops = fma ? ProbeFma256(probe, repetitions) : null;
+        double? fma512Gflops = fma ? ProbeFma512(probe, repetitions) : null;
         return new Ceilings(probe.Team.Count, probe.Count * sizeof(float), plain, streaming, read, fmaGflops, fma512Gflops);
+    }
+
+    /// <summary>The FMA peak now (the better of the AVX2 and AVX-512 probes), with the probe's threads; null without FMA.</summary>
+    public static double? MeasureFmaPeak(CopyProbe probe, int repetitions = 3) =>
+        ProbeFma256(probe, repetitions) is double avx2 ? Math.Max(avx2, ProbeFma512(probe, repetitions) ?? 0) : ProbeFma512(probe, repetitions);
+
+    private static double? ProbeFma256(CopyProbe probe, int repetitions)
+    {
+        if (!Fma.IsSupported) return null;
+        const long iterations = 20_000_000; // ~40 ms per thread at 80 GFLOP/s, as roofline.c
+        var sums = new float[probe.Team.Count];
+        double seconds = probe.Team.Best(i => sums[i] += MemoryProbes.FmaChains(iterations), Math.Min(repetitions, 3));
+        GC.KeepAlive(sums);
+        return probe.Team.Count * iterations * MemoryProbes.FmaFlopsPerIteration / seconds / 1e9;
+    }
+
+    private static double? ProbeFma512(CopyProbe probe, int repetitions)
+    {
+        if (!Avx512F.IsSupported) return null;
+        const long iterations = 10_000_000; // ~40 ms per thread at 130 GFLOP/s
+        var sums = new float[probe.Team.Count];
+        double seconds = probe.Team.Best(i => sums[i] += MemoryProbes.Fma512Chains(iterations), Math.Min(repetitions, 3));
+        GC.KeepAlive(sums);
+        return probe.Team.Count * iterations * MemoryProbes.Fma512FlopsPerIteration / seconds / 1e9;
     }
 
     /// <summary>

@@ -47,18 +47,18 @@ public sealed record PeerResult(
 /// caches (a DRAM-class case); otherwise warm, repeated calls.
 /// </summary>
 public sealed record BenchRow(IBenchCase Case, PeerResult Ours, IReadOnlyList<PeerResult> Peers, bool Cold = false,
-                              double? LocalCeilingGBps = null)
+                              double? LocalCeiling = null)
 {
     /// <summary>
     /// The ceiling this row's fraction is taken against, in its rate's unit: the FMA peak (GFLOP/s) for a
-    /// compute-bound case; else the copy or read ceiling measured next to it (cold rows, see <see cref="CopyProbe"/>),
-    /// or the run's.
+    /// compute-bound case, the copy or read ceiling (GB/s) otherwise; each measured next to the row
+    /// (<see cref="LocalCeiling"/>: cold and compute-bound rows, see <see cref="CopyProbe"/>) or else the run's.
     /// </summary>
     public double Ceiling(Ceilings run) => Case.Ceiling switch
     {
-        BenchCeiling.Fma => run.FmaPeakGflops ?? double.NaN,
-        BenchCeiling.Read => LocalCeilingGBps ?? run.ReadGBps,
-        _ => LocalCeilingGBps ?? run.CopyGBps,
+        BenchCeiling.Fma => LocalCeiling ?? run.FmaPeakGflops ?? double.NaN,
+        BenchCeiling.Read => LocalCeiling ?? run.ReadGBps,
+        _ => LocalCeiling ?? run.CopyGBps,
     };
 
     /// <summary>The run-wide value of this row's ceiling (the JSON's run_ceiling).</summary>
