@@ -119,7 +119,8 @@ static LK_INLINE void LK_ISA_SUFFIX(decode_dots)(const decode_scratch *t, const 
 /* o[rows] = o * alpha + sum_jj p[lane][jj] V[jj] over vc vectors at element e, for PV_MR lanes. */
 static LK_INLINE void LK_ISA_SUFFIX(decode_pv)(const decode_scratch *t, const int64_t *rows, int64_t lane0, int nr,
                                                const char *const *v, int64_t bk, int64_t e, int vc, int64_t dp,
-                                               lk_dtype dtype) {
+                                               lk_dtype dtype, const char *const *prefetch) {
+  const int64_t size = (int64_t)lk_dtype_size(dtype), first = e * size, last = (e + vc * VL) * size;
   lk_vf acc[DPV_MR][DPV_VC];
   float *o[DPV_MR];
 #pragma GCC unroll 4
@@ -131,6 +132,8 @@ static LK_INLINE void LK_ISA_SUFFIX(decode_pv)(const decode_scratch *t, const in
       acc[r][c] = c < vc && r < nr ? lk_v_mul(lk_v_load_f32(o[r] + c * VL), a) : lk_v_zero();
   }
   for (int64_t jj = 0; jj < bk; jj++) {
+    if (prefetch[jj]) /* the same columns of the next kv head's V row: see decode_prefetch_row */
+      for (int64_t line = first; line < last; line += 64) _mm_prefetch(prefetch[jj] + line, _MM_HINT_T0);
     lk_vf x[DPV_VC];
 #pragma GCC unroll 4
     for (int c = 0; c < DPV_VC; c++)
@@ -153,16 +156,17 @@ static LK_INLINE void LK_ISA_SUFFIX(decode_pv)(const decode_scratch *t, const in
 
 /* decode_pv over head_dim's full vectors, PV_VC at a time. */
 static LK_INLINE void LK_ISA_SUFFIX(decode_pv_rows)(const decode_scratch *t, const int64_t *rows, int64_t lane0, int nr,
-                                                    const char *const *v, int64_t bk, int64_t dv, int64_t dp, lk_dtype dtype) {
+                                                    const char *const *v, int64_t bk, int64_t dv, int64_t dp, lk_dtype dtype,
+                                                    const char *const *prefetch) {
   for (int64_t e = 0; e < dv; e += DPV_VC * VL) {
     const int vc = (dv - e) / VL < DPV_VC ? (int)((dv - e) / VL) : DPV_VC;
     switch (vc) {
-    case 1: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 1, dp, dtype); break;
+    case 1: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 1, dp, dtype, prefetch); break;
 #if DPV_VC > 2
-    case 2: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 2, dp, dtype); break;
-    case 3: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 3, dp, dtype); break;
+    case 2: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 2, dp, dtype, prefetch); break;
+    case 3: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 3, dp, dtype, prefetch); break;
 #endif
-    default: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, DPV_VC, dp, dtype); break;
+    default: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, DPV_VC, dp, dtype, prefetch); break;
     }
   }
 }
@@ -237,27 +241,17 @@ static LK_INLINE bool LK_ISA_SUFFIX(decode_softmax)(const lk_attention_job *job,
   return masked;
 }
 
-/* Key jj's K and V rows of the kv head after `h` (in this tile, or kv head 0 of the next), into
- * L1 while kv head h computes: about a microsecond ahead, and 8 KB, which L1 keeps. Measured
- * against prefetching the whole next tile into L2 in address order (64 KB ahead): 1.1-1.2x on
- * both decode shapes; with both, slower than either (the fill buffers are the limit). */
-static LK_INLINE void LK_ISA_SUFFIX(decode_prefetch_row)(const char *const *k_rows, const char *const *v_rows, int64_t bk,
-                                                        const char *const *next_k, const char *const *next_v, int64_t next,
-                                                        int64_t h, int64_t kv_heads, int64_t jj, int64_t head_bytes) {
-  const char *k, *v;
-  if (h + 1 < kv_heads) {
-    if (jj >= bk) return;
-    k = k_rows[jj] + (h + 1) * head_bytes;
-    v = v_rows[jj] + (h + 1) * head_bytes;
-  } else {
-    if (jj >= next) return;
-    k = next_k[jj];
-    v = next_v[jj];
-  }
-  for (int64_t line = 0; line < head_bytes; line += 64) {
-    _mm_prefetch(k + line, _MM_HINT_T0);
-    _mm_prefetch(v + line, _MM_HINT_T0);
-  }
+/* Key jj's row of the kv head after `h` (in this tile, or kv head 0 of the next): what is
+ * prefetched into L1 while kv head h computes, its K rows during the scores and its V rows, column
+ * for column, during P·V, so that misses stay in flight through the whole step. About a
+ * microsecond ahead and 8 KB, which L1 keeps. Measured against prefetching the whole next tile
+ * into L2 in address order (64 KB ahead): 1.1-1.2x on both decode shapes; both together were
+ * slower than either (the fill buffers are the limit). */
+static LK_INLINE const char *LK_ISA_SUFFIX(decode_next_row)(const char *const *rows, int64_t bk, const char *const *next_rows,
+                                                            int64_t next, int64_t h, int64_t kv_heads, int64_t jj,
+                                                            int64_t head_bytes) {
+  if (h + 1 < kv_heads) return jj < bk ? rows[jj] + (h + 1) * head_bytes : NULL;
+  return jj < next ? next_rows[jj] : NULL;
 }
 
 static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch,
@@ -298,7 +292,7 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
   const char *k_rows[DTILE], *v_rows[DTILE];
   const char *kh[DTILE], *vh[DTILE];
   int64_t lane_rows[DLANES];
-  const char *next_k[DTILE], *next_v[DTILE];
+  const char *next_k[DTILE], *next_v[DTILE], *pv_prefetch[DTILE], *no_prefetch[DTILE] = {NULL};
   for (int64_t j0 = begin; j0 < end; j0 += DTILE) {
     const int64_t bk = end - j0 < DTILE ? end - j0 : DTILE;
     const int64_t next = end - (j0 + DTILE) < DTILE ? end - (j0 + DTILE) : DTILE;
@@ -316,7 +310,9 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
         vh[jj] = v_rows[jj] + h * head_bytes;
       }
       for (int64_t jj = 0; jj < DTILE; jj++) {
-        LK_ISA_SUFFIX(decode_prefetch_row)(k_rows, v_rows, bk, next_k, next_v, next, h, p->num_kv_heads, jj, head_bytes);
+        const char *next_key = LK_ISA_SUFFIX(decode_next_row)(k_rows, bk, next_k, next, h, p->num_kv_heads, jj, head_bytes);
+        if (next_key)
+          for (int64_t line = 0; line < head_bytes; line += 64) _mm_prefetch(next_key + line, _MM_HINT_T0);
         for (int64_t lane = 0; lane < n; lane += DPV_MR) {
           const int nr = n - lane < DPV_MR ? (int)(n - lane) : DPV_MR;
           if (jj >= bk) { /* past the tile's end: zero partials (masked below) */
@@ -339,6 +335,8 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
         t.guard[lane] = LK_ISA_SUFFIX(decode_softmax)(job, &t, lane, r, t0 + r / heads, r % heads, j0, bk);
       }
       const int64_t dv = d / VL * VL;
+      for (int64_t jj = 0; jj < DTILE; jj++)
+        pv_prefetch[jj] = LK_ISA_SUFFIX(decode_next_row)(v_rows, bk, next_v, next, h, p->num_kv_heads, jj, head_bytes);
       for (int64_t lane = 0; lane < n; lane += DPV_MR) {
         const int nr = n - lane < DPV_MR ? (int)(n - lane) : DPV_MR;
         bool guarded = false;
@@ -348,10 +346,10 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
           continue;
         }
         switch (nr) { /* constant lane counts: no per-key tests of nr in the microkernels */
-        case 1: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 1, vh, bk, dv, dp, dtype); break;
-        case 2: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 2, vh, bk, dv, dp, dtype); break;
-        case 3: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 3, vh, bk, dv, dp, dtype); break;
-        default: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, DPV_MR, vh, bk, dv, dp, dtype); break;
+        case 1: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 1, vh, bk, dv, dp, dtype, lane == 0 ? pv_prefetch : no_prefetch); break;
+        case 2: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 2, vh, bk, dv, dp, dtype, lane == 0 ? pv_prefetch : no_prefetch); break;
+        case 3: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 3, vh, bk, dv, dp, dtype, lane == 0 ? pv_prefetch : no_prefetch); break;
+        default: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, DPV_MR, vh, bk, dv, dp, dtype, lane == 0 ? pv_prefetch : no_prefetch); break;
         }
         for (int64_t e = dv; e < d; e++) /* the head_dim % VL tail */
           for (int r = 0; r < nr; r++) {
