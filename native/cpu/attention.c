@@ -159,9 +159,9 @@ void lk_attention_rows_scalar(const void *job_, int64_t begin, int64_t end) {
       for (int64_t e = 0; e < d; e++) acc[e] += w * lk_load_element(v_row, e, p->dtype);
     }
     char *out_row = (char *)p->out + (t * p->out_stride + h * d) * size;
-    const float inv = nan_score ? NAN : l > 0.0f ? 1.0f / l : 0.0f; /* no visible key: out 0 */
+    const float inv = lk_attention_output_scale(l, nan_score);
     for (int64_t e = 0; e < d; e++) lk_store_element(out_row, e, p->dtype, acc[e] * inv);
-    if (p->lse) p->lse[t * p->num_heads + h] = nan_score ? NAN : l > 0.0f ? m + logf(l) : -INFINITY;
+    if (p->lse) p->lse[t * p->num_heads + h] = lk_attention_lse(m, l, nan_score);
   }
 }
 

@@ -34,6 +34,28 @@ static inline int64_t lk_attention_sequence_of(const int32_t *cu, int64_t num_se
   return lo;
 }
 
+/* Sequence s's key count. */
+static inline int64_t lk_attention_keys_of(const lk_attention_job *job, int64_t s) {
+  const lk_attention_params *p = &job->p;
+  return job->paged ? p->seqlens_k[s] : p->cu_seqlens_k[s + 1] - p->cu_seqlens_k[s];
+}
+
+/* The longest sequence's key count. */
+static inline int64_t lk_attention_max_keys(const lk_attention_job *job) {
+  int64_t max_keys = 0;
+  for (int64_t s = 0; s < job->p.num_seqs; s++) {
+    const int64_t sk = lk_attention_keys_of(job, s);
+    if (sk > max_keys) max_keys = sk;
+  }
+  return max_keys;
+}
+
+/* A finished row's online-softmax state (running max m, sum l, whether a score was NaN) as the
+ * factor its accumulator is scaled by and its lse: a NaN score makes the whole row NaN, and a row
+ * that saw no key has out 0 and lse -inf. */
+static inline float lk_attention_output_scale(float l, bool nan) { return nan ? NAN : l > 0.0f ? 1.0f / l : 0.0f; }
+static inline float lk_attention_lse(float m, float l, bool nan) { return nan ? NAN : l > 0.0f ? m + logf(l) : -INFINITY; }
+
 static inline lk_attention_row lk_attention_row_at(const lk_attention_job *job, int64_t r) {
   const lk_attention_params *p = &job->p;
   lk_attention_row row;
@@ -42,7 +64,7 @@ static inline lk_attention_row lk_attention_row_at(const lk_attention_job *job, 
   row.kv_head = row.head / job->group;
   row.seq = lk_attention_sequence_of(p->cu_seqlens_q, p->num_seqs, row.token);
   const int64_t sq = p->cu_seqlens_q[row.seq + 1] - p->cu_seqlens_q[row.seq], i = row.token - p->cu_seqlens_q[row.seq];
-  const int64_t sk = job->paged ? p->seqlens_k[row.seq] : p->cu_seqlens_k[row.seq + 1] - p->cu_seqlens_k[row.seq];
+  const int64_t sk = lk_attention_keys_of(job, row.seq);
   row.pos = i + sk - sq; /* the query's position among the keys */
   row.lo = 0;
   row.hi = sk - 1;
@@ -50,20 +72,6 @@ static inline lk_attention_row lk_attention_row_at(const lk_attention_job *job, 
   if (p->window_left >= 0) row.lo = row.lo > row.pos - p->window_left ? row.lo : row.pos - p->window_left;
   if (p->window_right >= 0) row.hi = row.hi < row.pos + p->window_right ? row.hi : row.pos + p->window_right;
   return row;
-}
-
-/* Key j's row of kv head h in the keys (values) of sequence s. */
-static inline const void *lk_attention_kv(const lk_attention_job *job, bool values, int64_t s, int64_t j, int64_t h) {
-  const lk_attention_params *p = &job->p;
-  const int64_t size = (int64_t)lk_dtype_size(p->dtype);
-  if (job->paged) {
-    const int64_t bs = p->cache.block_size, block = p->block_tables[s * p->max_blocks_per_seq + j / bs];
-    const void *base = values ? p->cache.value_cache : p->cache.key_cache;
-    return (const char *)base + (((block * bs + j % bs) * p->num_kv_heads + h) * p->head_dim) * size;
-  }
-  const void *base = values ? p->v : p->k;
-  const int64_t stride = values ? p->v_stride : p->k_stride;
-  return (const char *)base + ((p->cu_seqlens_k[s] + j) * stride + h * p->head_dim) * size;
 }
 
 /* Rows [j0, j0 + count) of kv head h's keys (values) in sequence s, into rows[]: the kernels'
@@ -89,6 +97,13 @@ static inline void lk_attention_kv_rows(const lk_attention_job *job, bool values
   const int64_t stride = values ? p->v_stride : p->k_stride;
   const char *row = (const char *)(values ? p->v : p->k) + ((p->cu_seqlens_k[s] + j0) * stride + h * p->head_dim) * size;
   for (int64_t i = 0; i < count; i++) rows[i] = row + i * stride * size;
+}
+
+/* Key j's row of kv head h in the keys (values) of sequence s. */
+static inline const void *lk_attention_kv(const lk_attention_job *job, bool values, int64_t s, int64_t j, int64_t h) {
+  const char *row;
+  lk_attention_kv_rows(job, values, s, j, 1, h, &row);
+  return row;
 }
 
 /* The score of key j before the mask: scaled dot, softcap, ALiBi, bias (llmkernels.h's order). */

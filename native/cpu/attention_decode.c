@@ -10,19 +10,15 @@ static size_t decode_scratch_bytes(int64_t rows, int64_t padded_dim) {
 bool lk_decode_plan_make(lk_decode_plan *plan, const lk_attention_job *job, float *partials, size_t scratch_bytes) {
   const lk_attention_params *p = &job->p;
   memset(plan, 0, sizeof *plan);
-  int64_t max_tokens = 0, max_keys = 0;
-  for (int64_t s = 0; s < p->num_seqs; s++) {
-    const int64_t sq = p->cu_seqlens_q[s + 1] - p->cu_seqlens_q[s];
-    const int64_t sk = job->paged ? p->seqlens_k[s] : p->cu_seqlens_k[s + 1] - p->cu_seqlens_k[s];
-    if (sq > max_tokens) max_tokens = sq;
-    if (sk > max_keys) max_keys = sk;
-  }
+  int64_t max_tokens = 0;
+  for (int64_t s = 0; s < p->num_seqs; s++)
+    if (p->cu_seqlens_q[s + 1] - p->cu_seqlens_q[s] > max_tokens) max_tokens = p->cu_seqlens_q[s + 1] - p->cu_seqlens_q[s];
   if (max_tokens * job->group > LK_DECODE_MAX_LANES) return false;
   plan->rows = max_tokens * p->num_heads;
-  plan->padded_dim = (p->head_dim + 15) / 16 * 16;
+  plan->padded_dim = lk_attention_padded_dim(p->head_dim);
   if (decode_scratch_bytes(plan->rows, plan->padded_dim) > scratch_bytes) return false;
   plan->partials = partials;
-  plan->splits = lk_attention_splits(p->num_seqs, plan->rows * (plan->padded_dim + 2), max_keys);
+  plan->splits = lk_attention_splits(p->num_seqs, plan->rows * (plan->padded_dim + 2), lk_attention_max_keys(job));
   plan->units = p->num_seqs * plan->splits;
   return true;
 }

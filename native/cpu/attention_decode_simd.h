@@ -364,10 +364,7 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
 
   if (plan->splits > 1) {
     for (int64_t r = 0; r < rows; r++) {
-      float *part = lk_decode_partial(plan, unit, r);
-      part[0] = t.m[r];
-      part[1] = t.nan[r] != 0.0f ? NAN : t.l[r];
-      memcpy(part + 2, t.o + r * dp, (size_t)d * sizeof(float));
+      lk_attention_save_partial(lk_decode_partial(plan, unit, r), t.m[r], t.l[r], t.nan[r] != 0.0f, t.o + r * dp, d);
     }
     return;
   }

@@ -13,14 +13,9 @@ void lk_attention_plan_make(lk_attention_plan *plan, const lk_attention_job *job
   plan->block_tokens = LK_ATTENTION_LANES / plan->block_heads;
   plan->token_blocks = (total_q + plan->block_tokens - 1) / plan->block_tokens;
   plan->items = plan->token_blocks * p->num_kv_heads * plan->head_chunks;
-  plan->padded_dim = (p->head_dim + 15) / 16 * 16;
+  plan->padded_dim = lk_attention_padded_dim(p->head_dim);
   plan->partials = partials;
-  int64_t max_keys = 0;
-  for (int64_t s = 0; s < p->num_seqs; s++) {
-    const int64_t sk = job->paged ? p->seqlens_k[s] : p->cu_seqlens_k[s + 1] - p->cu_seqlens_k[s];
-    if (sk > max_keys) max_keys = sk;
-  }
-  plan->splits = lk_attention_splits(plan->items, LK_ATTENTION_LANES * (plan->padded_dim + 2), max_keys);
+  plan->splits = lk_attention_splits(plan->items, LK_ATTENTION_LANES * (plan->padded_dim + 2), lk_attention_max_keys(job));
   plan->units = plan->items * plan->splits;
 }
 
@@ -94,9 +89,9 @@ void lk_attention_store_row(const lk_attention_job *job, int64_t token, int64_t 
   const lk_attention_params *p = &job->p;
   const int64_t d = p->head_dim;
   char *out = (char *)p->out + (token * p->out_stride + head * d) * (int64_t)lk_dtype_size(p->dtype);
-  const float inv = nan ? NAN : l > 0.0f ? 1.0f / l : 0.0f; /* no visible key: out 0 */
+  const float inv = lk_attention_output_scale(l, nan);
   for (int64_t e = 0; e < d; e++) lk_store_element(out, e, p->dtype, acc[e] * inv);
-  if (p->lse) p->lse[token * p->num_heads + head] = nan ? NAN : l > 0.0f ? m + logf(l) : -INFINITY;
+  if (p->lse) p->lse[token * p->num_heads + head] = lk_attention_lse(m, l, nan);
 }
 
 /* out = sum_s w_s acc_s / sum_s w_s l_s with w_s = exp(m_s - max_s m_s): the partial softmaxes of

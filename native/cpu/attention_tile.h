@@ -81,6 +81,17 @@ static inline void lk_attention_split_keys(const lk_attention_plan *plan, const 
   lk_attention_split_range(lanes->key_lo, lanes->key_hi, split, plan->splits, begin, end);
 }
 
+/* head_dim rounded up to 16 floats: the kernels' accumulator and V-tile rows. */
+static inline int64_t lk_attention_padded_dim(int64_t head_dim) { return (head_dim + 15) / 16 * 16; }
+
+/* A split's partial state of one row, as lk_attention_combine_row reads it: m, l (NaN when the row
+ * saw a NaN score), then head_dim unnormalised accumulators. */
+static inline void lk_attention_save_partial(float *part, float m, float l, bool nan, const float *acc, int64_t head_dim) {
+  part[0] = m;
+  part[1] = nan ? NAN : l;
+  memcpy(part + 2, acc, (size_t)head_dim * sizeof(float));
+}
+
 /* A unit's partial state for lane `lane` of item `item`: m, l, then padded_dim accumulators. */
 static inline float *lk_attention_partial(const lk_attention_plan *plan, int64_t unit, int64_t lane) {
   return plan->partials + (unit * LK_ATTENTION_LANES + lane) * (plan->padded_dim + 2);

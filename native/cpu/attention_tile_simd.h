@@ -28,7 +28,6 @@
 #define VL LK_VEC_LANES
 #define LANES LK_ATTENTION_LANES
 #define TILE LK_ATTENTION_TILE_KEYS
-#define LANE_VECS (LANES / VL)
 #if LK_VEC_LANES == 16
 #  define QK_NR 4 /* lane vectors per QK call: 4 x 4 accumulators of 32 registers */
 #  define PV_VC 4 /* head_dim vectors per PV call */
@@ -346,24 +345,22 @@ static void LK_ISA_SUFFIX(run_lanes)(const lk_attention_job *job, const lk_atten
 
   if (plan->splits > 1) {
     for (int64_t k = 0; k < n; k++) {
-      float *part = lk_attention_partial(plan, unit, lanes->first_lane + k);
-      part[0] = t.m[k];
-      part[1] = t.nan[k] != 0.0f ? NAN : t.l[k];
-      memcpy(part + 2, t.o + k * dp, (size_t)d * sizeof(float));
+      lk_attention_save_partial(lk_attention_partial(plan, unit, lanes->first_lane + k), t.m[k], t.l[k], t.nan[k] != 0.0f,
+                                t.o + k * dp, d);
     }
     return;
   }
   const int64_t dv = d / VL * VL;
   for (int64_t k = 0; k < n; k++) {
     const bool nan = t.nan[k] != 0.0f;
-    const float l = t.l[k], inv = nan ? NAN : l > 0.0f ? 1.0f / l : 0.0f; /* no visible key: out 0 */
+    const float l = t.l[k], inv = lk_attention_output_scale(l, nan);
     char *out = (char *)p->out + (lanes->token[k] * p->out_stride + lanes->head[k] * d) * size;
     const float *o = t.o + k * dp;
     const lk_vf inv_v = lk_v_set1(inv);
     int64_t e = 0;
     for (; e < dv; e += VL) lk_v_store(out, e, dtype, lk_v_mul(lk_v_load_f32(o + e), inv_v), false);
     for (; e < d; e++) lk_store_element(out, e, dtype, o[e] * inv);
-    if (p->lse) p->lse[lanes->token[k] * p->num_heads + lanes->head[k]] = nan ? NAN : l > 0.0f ? t.m[k] + logf(l) : -INFINITY;
+    if (p->lse) p->lse[lanes->token[k] * p->num_heads + lanes->head[k]] = lk_attention_lse(t.m[k], l, nan);
   }
 }
 
@@ -387,7 +384,6 @@ void LK_ISA_SUFFIX(lk_attention_unit)(const lk_attention_job *job, const lk_atte
 #undef VL
 #undef LANES
 #undef TILE
-#undef LANE_VECS
 #undef QK_NR
 #undef PV_VC
 #undef QK_MR
