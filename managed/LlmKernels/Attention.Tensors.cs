@@ -42,10 +42,7 @@ public static partial class Attention
         _ = ElementType.Of<T>(); // as in the span overload: an unsupported T before any other check
         ReadOnlySpan<T> qMemory = TokenHeads(q, nameof(q), out int qTokens, out int numHeads, out int headDim, out int qStride);
         ReadOnlySpan<T> kMemory = TokenHeads(k, nameof(k), out int kTokens, out int numKvHeads, out int kHeadDim, out int kStride);
-        if (kHeadDim != headDim)
-            throw new ArgumentException($"Head dimension {kHeadDim} differs from q's ({headDim}).", nameof(k));
-        if (numHeads % numKvHeads != 0)
-            throw new ArgumentException($"Its {numKvHeads} heads do not divide q's {numHeads}.", nameof(k));
+        KvHeadsFitQueries(numKvHeads, kHeadDim, numHeads, headDim, nameof(k));
         SameShape(v, k, nameof(v), nameof(k));
         ReadOnlySpan<T> vMemory = TokenHeads(v, nameof(v), out _, out _, out _, out int vStride);
         Span<T> outputMemory = Output(output, q, out int outputStride);
@@ -95,10 +92,7 @@ public static partial class Attention
             throw new ArgumentException($"Shape [{n[0]}, {n[1]}, {n[2]}, {n[3]}]: every dimension must be positive.", nameof(keyCache));
         TensorChecks.DenseFrom(keyCache, 0, nameof(keyCache));
         var layout = new PagedKvCacheLayout(NumBlocks: n[0], BlockSize: n[1], NumKvHeads: n[2], HeadDim: n[3]);
-        if (layout.HeadDim != headDim)
-            throw new ArgumentException($"Head dimension {layout.HeadDim} differs from q's ({headDim}).", nameof(keyCache));
-        if (numHeads % layout.NumKvHeads != 0)
-            throw new ArgumentException($"Its {layout.NumKvHeads} heads do not divide q's {numHeads}.", nameof(keyCache));
+        KvHeadsFitQueries(layout.NumKvHeads, layout.HeadDim, numHeads, headDim, nameof(keyCache));
         SameShape(valueCache, keyCache, nameof(valueCache), nameof(keyCache));
         TensorChecks.DenseFrom(valueCache, 0, nameof(valueCache));
         ReadOnlySpan<T> keyCacheMemory = TensorChecks.Memory(keyCache, TensorChecks.Extent(keyCache, nameof(keyCache)));
@@ -147,6 +141,16 @@ public static partial class Attention
             throw new ArgumentException($"Shape [{n[0]}, {n[1]}] differs from q's tokens and heads, [{tokens}, {numHeads}].", nameof(lse));
         TensorChecks.DenseFrom(view, 0, nameof(lse));
         return TensorChecks.Memory(lse, TensorChecks.Extent(view, nameof(lse)));
+    }
+
+    /// <summary>Keys of <paramref name="kvHeads"/> heads of <paramref name="kvHeadDim"/> serve q's heads: the same head dimension,
+    /// and a head count dividing q's (GQA/MQA).</summary>
+    private static void KvHeadsFitQueries(int kvHeads, int kvHeadDim, int numHeads, int headDim, string name)
+    {
+        if (kvHeadDim != headDim)
+            throw new ArgumentException($"Head dimension {kvHeadDim} differs from q's ({headDim}).", name);
+        if (numHeads % kvHeads != 0)
+            throw new ArgumentException($"Its {kvHeads} heads do not divide q's {numHeads}.", name);
     }
 
     private static void SameShape<T>(in ReadOnlyTensorSpan<T> x, in ReadOnlyTensorSpan<T> expected, string name, string expectedName)
