@@ -82,9 +82,30 @@ lk_status lk_kv_block_tables_check(const lk_paged_kv_cache *c, const int32_t *bl
 }
 
 /* ---- duplicate detection ----------------------------------------------------------------------
- * (value, index) pairs sorted by value, then index: equal neighbours are a duplicate, and the
- * later index is the one reported. The pairs live in the context's scratch when they fit (512 KiB
- * a thread: 32768 pairs each), else in a heap buffer for this call. */
+ * The values checked are a strided list: entry i is values[i * stride], skipped when negative (a
+ * padding slot) or equal to peers[i * stride] (a copy pair whose source is its destination). Lists
+ * whose (value, index) pairs fit in the context's scratch (512 KiB a thread: 32768 pairs each) are
+ * sorted there; longer ones are checked with a bitmap over the values in the same scratch, window
+ * by window (4 Mi values a thread per window; a cache of N slots takes N / 4 Mi passes over the
+ * list). Nothing is allocated. */
+typedef struct kv_value_list {
+  const int64_t *values, *peers; /* peers: NULL, or entries equal to their value are skipped */
+  int64_t stride, count;
+} kv_value_list;
+
+static inline bool kv_value_used(const kv_value_list *list, int64_t i, int64_t *value) {
+  *value = list->values[i * list->stride];
+  return *value >= 0 && !(list->peers && list->peers[i * list->stride] == *value);
+}
+
+/* The first entry before `i` with the same value (there is one: i repeats it). */
+static int64_t kv_first_with_value(const kv_value_list *list, int64_t i, int64_t value) {
+  int64_t v;
+  for (int64_t j = 0; j < i; j++)
+    if (kv_value_used(list, j, &v) && v == value) return j;
+  return -1;
+}
+
 typedef struct kv_keyed { int64_t value, index; } kv_keyed;
 
 static int compare_keyed(const void *a, const void *b) {
@@ -93,21 +114,97 @@ static int compare_keyed(const void *a, const void *b) {
   return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* Sorts `keyed` and returns the position of the first entry whose value repeats its
- * predecessor's, or 0 when every value is distinct (position 0 never repeats). */
-static int64_t sorted_repeat(kv_keyed *keyed, int64_t count) {
-  qsort(keyed, (size_t)count, sizeof *keyed, compare_keyed);
-  for (int64_t i = 1; i < count; i++)
-    if (keyed[i].value == keyed[i - 1].value) return i;
-  return 0;
+typedef struct kv_repeat { int64_t index, first, value; } kv_repeat; /* index -1: none */
+
+static bool kv_fits_sorted(const lk_cpu_context *context, const kv_value_list *list) {
+  int64_t used = 0, v;
+  for (int64_t i = 0; i < list->count; i++) used += kv_value_used(list, i, &v);
+  return (size_t)used * sizeof(kv_keyed) <= (size_t)context->num_threads * context->scratch_bytes;
 }
 
-static kv_keyed *keyed_buffer(lk_cpu_context *context, int64_t count, bool *heap) {
-  *heap = false;
-  const size_t bytes = (size_t)count * sizeof(kv_keyed);
-  if (bytes <= (size_t)context->num_threads * context->scratch_bytes) return (kv_keyed *)context->scratch;
-  *heap = true;
-  return (kv_keyed *)malloc(bytes > 0 ? bytes : 1);
+/* The used entries as (value, index) pairs sorted in the scratch; returns their count. */
+static int64_t kv_sort_values(lk_cpu_context *context, const kv_value_list *list) {
+  kv_keyed *keyed = (kv_keyed *)context->scratch;
+  int64_t k = 0, v;
+  for (int64_t i = 0; i < list->count; i++)
+    if (kv_value_used(list, i, &v)) keyed[k++] = (kv_keyed){v, i};
+  qsort(keyed, (size_t)k, sizeof *keyed, compare_keyed);
+  return k;
+}
+
+/* The bitmap's values per window: every bit of the scratch. */
+static int64_t kv_window_values(const lk_cpu_context *context) {
+  return (int64_t)((size_t)context->num_threads * context->scratch_bytes / 8) * 8;
+}
+
+/* Values [lo, lo + window) of the list marked in the scratch's bitmap, in index order. Returns the
+ * first entry whose value was already marked, or -1. */
+static int64_t kv_mark_window(lk_cpu_context *context, int64_t lo, int64_t window, const kv_value_list *list) {
+  uint64_t *bits = (uint64_t *)context->scratch;
+  memset(bits, 0, (size_t)(window / 8));
+  int64_t v;
+  for (int64_t i = 0; i < list->count; i++) {
+    if (!kv_value_used(list, i, &v) || v < lo || v >= lo + window) continue;
+    const uint64_t bit = 1ull << ((v - lo) % 64);
+    if (bits[(v - lo) / 64] & bit) return i;
+    bits[(v - lo) / 64] |= bit;
+  }
+  return -1;
+}
+
+static bool kv_marked(const lk_cpu_context *context, int64_t lo, int64_t value) {
+  return (((const uint64_t *)context->scratch)[(value - lo) / 64] >> ((value - lo) % 64)) & 1;
+}
+
+/* A value the list holds twice: the later entry, the earlier one and the value. `limit` bounds the
+ * values (the cache's slots or blocks). */
+static kv_repeat kv_find_repeat(lk_cpu_context *context, const kv_value_list *list, int64_t limit) {
+  int64_t v;
+  if (kv_fits_sorted(context, list)) {
+    const kv_keyed *keyed = (const kv_keyed *)context->scratch;
+    const int64_t used = kv_sort_values(context, list);
+    for (int64_t i = 1; i < used; i++)
+      if (keyed[i].value == keyed[i - 1].value) return (kv_repeat){keyed[i].index, keyed[i - 1].index, keyed[i].value};
+    return (kv_repeat){-1, -1, -1};
+  }
+  const int64_t window = kv_window_values(context);
+  for (int64_t lo = 0; lo < limit; lo += window) {
+    const int64_t i = kv_mark_window(context, lo, window, list);
+    if (i >= 0) {
+      kv_value_used(list, i, &v);
+      return (kv_repeat){i, kv_first_with_value(list, i, v), v};
+    }
+  }
+  return (kv_repeat){-1, -1, -1};
+}
+
+/* An entry of `probes` whose value `list` (which holds no value twice) also holds: the probe's
+ * entry, the list's entry and the value. */
+static kv_repeat kv_find_shared(lk_cpu_context *context, const kv_value_list *list, const kv_value_list *probes, int64_t limit) {
+  int64_t v;
+  if (kv_fits_sorted(context, list)) {
+    const kv_keyed *keyed = (const kv_keyed *)context->scratch;
+    const int64_t used = kv_sort_values(context, list);
+    for (int64_t i = 0; i < probes->count; i++) {
+      if (!kv_value_used(probes, i, &v)) continue;
+      int64_t lo = 0, hi = used; /* the first value >= v */
+      while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (keyed[mid].value < v) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo < used && keyed[lo].value == v) return (kv_repeat){i, keyed[lo].index, v};
+    }
+    return (kv_repeat){-1, -1, -1};
+  }
+  const int64_t window = kv_window_values(context);
+  for (int64_t lo = 0; lo < limit; lo += window) {
+    kv_mark_window(context, lo, window, list);
+    for (int64_t i = 0; i < probes->count; i++)
+      if (kv_value_used(probes, i, &v) && v >= lo && v < lo + window && kv_marked(context, lo, v))
+        return (kv_repeat){i, kv_first_with_value(list, list->count, v), v};
+  }
+  return (kv_repeat){-1, -1, -1};
 }
 
 /* ---- write -------------------------------------------------------------------------------------- */
@@ -170,18 +267,12 @@ static lk_status validate_write(lk_cpu_context *context, const lk_kv_cache_write
   }
   /* Two tokens writing one slot would leave whichever ran last: refused, as vLLM's scheduler never
    * asks for it. */
-  bool heap;
-  kv_keyed *keyed = keyed_buffer(context, used, &heap);
-  if (!keyed) return lk_fail(LK_ERR_OUT_OF_MEMORY, "slot_mapping: no memory to check %lld slots for duplicates", (long long)used);
-  int64_t k = 0;
-  for (int64_t t = 0; t < p->num_tokens; t++)
-    if (p->slot_mapping[t] >= 0) keyed[k++] = (kv_keyed){p->slot_mapping[t], t};
-  const int64_t i = sorted_repeat(keyed, used);
-  status = i == 0 ? LK_OK
-                  : lk_fail(LK_ERR_INVALID_ARGUMENT, "slot_mapping[%lld]: slot %lld is also the slot of token %lld",
-                            (long long)keyed[i].index, (long long)keyed[i].value, (long long)keyed[i - 1].index);
-  if (heap) free(keyed);
-  return status;
+  const kv_value_list slots = {p->slot_mapping, NULL, 1, p->num_tokens};
+  const kv_repeat repeat = kv_find_repeat(context, &slots, job->g.slots);
+  if (repeat.index >= 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "slot_mapping[%lld]: slot %lld is also the slot of token %lld", (long long)repeat.index,
+                   (long long)repeat.value, (long long)repeat.first);
+  return LK_OK;
 }
 
 LK_API lk_status lk_kv_cache_write(lk_cpu_context *context, const lk_kv_cache_write_params *params) {
@@ -305,44 +396,27 @@ static lk_status validate_copy(lk_cpu_context *context, const lk_kv_cache_copy_b
   if (p->num_pairs < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_pairs: %lld, must not be negative", (long long)p->num_pairs);
   if (p->num_pairs == 0) return LK_OK;
   if (!p->block_mapping) return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping: NULL");
-  int64_t copies = 0;
   for (int64_t i = 0; i < p->num_pairs; i++)
     for (int side = 0; side < 2; side++) {
       const int64_t block = p->block_mapping[2 * i + side];
       if (block < 0 || block >= p->cache.num_blocks)
         return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping[%lld][%d]: block %lld is outside [0, num_blocks = %lld)",
                        (long long)i, side, (long long)block, (long long)p->cache.num_blocks);
-      if (side == 1 && block != p->block_mapping[2 * i]) copies++;
     }
-  /* Destinations of the pairs that copy (src != dst), sorted: a repeat is a destination named twice,
-   * and a source found among them would be read or overwritten depending on the order. */
-  bool heap;
-  kv_keyed *dst = keyed_buffer(context, copies, &heap);
-  if (!dst) return lk_fail(LK_ERR_OUT_OF_MEMORY, "block_mapping: no memory to check %lld pairs", (long long)copies);
-  int64_t k = 0;
-  for (int64_t i = 0; i < p->num_pairs; i++)
-    if (p->block_mapping[2 * i] != p->block_mapping[2 * i + 1]) dst[k++] = (kv_keyed){p->block_mapping[2 * i + 1], i};
-  const int64_t repeat = sorted_repeat(dst, copies);
-  status = repeat == 0 ? LK_OK
-                       : lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping[%lld][1]: block %lld is already the destination of pair %lld",
-                                 (long long)dst[repeat].index, (long long)dst[repeat].value, (long long)dst[repeat - 1].index);
-  for (int64_t i = 0; i < p->num_pairs && status == LK_OK; i++) {
-    const int64_t src = p->block_mapping[2 * i];
-    if (src == p->block_mapping[2 * i + 1]) continue;
-    const kv_keyed probe = {src, -1};
-    int64_t lo = 0, hi = copies; /* first destination >= src */
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (compare_keyed(&dst[mid], &probe) < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    if (lo < copies && dst[lo].value == src)
-      status = lk_fail(LK_ERR_INVALID_ARGUMENT,
-                       "block_mapping[%lld][0]: block %lld is the destination of pair %lld: the result would depend on the order",
-                       (long long)i, (long long)src, (long long)dst[lo].index);
-  }
-  if (heap) free(dst);
-  return status;
+  /* The pairs that copy (src != dst): a destination named twice, or a source that is also a
+   * destination (read or overwritten depending on the order), is refused. */
+  const kv_value_list dsts = {p->block_mapping + 1, p->block_mapping, 2, p->num_pairs};
+  const kv_value_list srcs = {p->block_mapping, p->block_mapping + 1, 2, p->num_pairs};
+  kv_repeat found = kv_find_repeat(context, &dsts, p->cache.num_blocks);
+  if (found.index >= 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping[%lld][1]: block %lld is already the destination of pair %lld",
+                   (long long)found.index, (long long)found.value, (long long)found.first);
+  found = kv_find_shared(context, &dsts, &srcs, p->cache.num_blocks);
+  if (found.index >= 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT,
+                   "block_mapping[%lld][0]: block %lld is the destination of pair %lld: the result would depend on the order",
+                   (long long)found.index, (long long)found.value, (long long)found.first);
+  return LK_OK;
 }
 
 LK_API lk_status lk_kv_cache_copy_blocks(lk_cpu_context *context, const lk_kv_cache_copy_blocks_params *params) {

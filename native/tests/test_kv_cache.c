@@ -165,8 +165,8 @@ static void test_write_arguments(void) {
   free_cache(&c);
 }
 
-/* More tokens than the context's scratch holds for the duplicate check (16384 per thread): the
- * check takes a heap buffer, and still finds a duplicate at the very end. */
+/* More tokens than the context's scratch sorts for the duplicate check (32768 per thread): the
+ * check marks a bitmap instead, and still finds a duplicate at the very end. */
 static void test_write_many_tokens(void) {
   rng r = rng_seeded(0xC0FFEE03ull);
   const int64_t tokens = 40000;
@@ -192,6 +192,98 @@ static void test_write_many_tokens(void) {
   free(key);
   free(value);
   free(slot_mapping);
+  free_cache(&c);
+}
+
+/* A cache larger than one bitmap window (4 Mi slots for a 1-thread context): duplicates in the
+ * second window, on either side of the first, are found and named with both tokens; distinct slots
+ * across both windows pass. */
+static void test_write_many_tokens_windows(void) {
+  rng r = rng_seeded(0xC0FFEE08ull);
+  const int64_t tokens = 40000, blocks = 300000, block_size = 16, slots = blocks * block_size; /* 4.8 Mi slots */
+  cache_case c = make_cache(LK_DTYPE_F32, blocks, block_size, 1, 1, &r);
+  int64_t *slot_mapping = malloc((size_t)tokens * sizeof *slot_mapping);
+  for (int64_t t = 0; t < tokens; t++) slot_mapping[t] = (t * 104729) % slots; /* distinct: 104729 is prime, slots is not its multiple */
+  float *key = malloc((size_t)tokens * sizeof *key), *value = malloc((size_t)tokens * sizeof *value);
+  fill_random(key, (size_t)tokens * sizeof *key, &r);
+  fill_random(value, (size_t)tokens * sizeof *value, &r);
+  int64_t high = -1; /* a token whose slot lies in the second window */
+  for (int64_t t = 0; t < tokens && high < 0; t++)
+    if (slot_mapping[t] >= ((int64_t)4 << 20)) high = t;
+  CHECK(high >= 0);
+  lk_kv_cache_write_params p = {c.cache, key, value, tokens, 0, 0, slot_mapping};
+  CHECK_STATUS(lk_kv_cache_write(contexts[1], &p), LK_OK);
+  bool rows_ok = true;
+  for (int64_t t = 0; t < tokens; t++)
+    rows_ok = rows_ok && memcmp((float *)c.cache.key_cache + slot_mapping[t], key + t, 4) == 0 &&
+              memcmp((float *)c.cache.value_cache + slot_mapping[t], value + t, 4) == 0;
+  CHECK(rows_ok);
+  snapshot before = take(&c);
+  const int64_t saved = slot_mapping[tokens - 2];
+  slot_mapping[tokens - 2] = slot_mapping[high];
+  CHECK_INVALID(lk_kv_cache_write(contexts[1], &p), "slot_mapping");
+  char want[128];
+  snprintf(want, sizeof want, "slot_mapping[%lld]: slot %lld is also the slot of token %lld", (long long)(tokens - 2),
+           (long long)slot_mapping[high], (long long)high);
+  CHECKF(strstr(lk_last_error(), want) != NULL, "message: %s", lk_last_error());
+  CHECK(unchanged(&c, &before));
+  slot_mapping[tokens - 2] = saved;
+  slot_mapping[0] = slot_mapping[high]; /* the repeat's first token is now 0, before `high` */
+  CHECK_INVALID(lk_kv_cache_write(contexts[1], &p), "slot_mapping");
+  snprintf(want, sizeof want, "slot_mapping[%lld]: slot %lld is also the slot of token 0", (long long)high,
+           (long long)slot_mapping[high]);
+  CHECKF(strstr(lk_last_error(), want) != NULL, "message: %s", lk_last_error());
+  CHECK(unchanged(&c, &before));
+  drop(&before);
+  free(key);
+  free(value);
+  free(slot_mapping);
+  free_cache(&c);
+}
+
+/* More copy pairs than the scratch sorts (a 1-thread context), over more blocks than one bitmap
+ * window: the copies land, a destination named twice and a source that is a destination are found
+ * in either window, and nothing is written on failure. */
+static void test_copy_many_blocks(void) {
+  rng r = rng_seeded(0xC0FFEE09ull);
+  const int64_t pairs = 40000, blocks = (int64_t)5 << 20;
+  cache_case c = make_cache(LK_DTYPE_BF16, blocks, 1, 1, 1, &r);
+  int64_t *mapping = malloc((size_t)pairs * 2 * sizeof *mapping);
+  for (int64_t i = 0; i < pairs; i++) { /* sources low, destinations spread over both windows */
+    mapping[2 * i] = i;
+    mapping[2 * i + 1] = pairs + (i * 104729) % (blocks - pairs);
+  }
+  snapshot expected = take(&c);
+  for (int64_t i = 0; i < pairs; i++) {
+    memcpy(expected.key + mapping[2 * i + 1] * 2, expected.key + mapping[2 * i] * 2, 2);
+    memcpy(expected.value + mapping[2 * i + 1] * 2, expected.value + mapping[2 * i] * 2, 2);
+  }
+  lk_kv_cache_copy_blocks_params p = {c.cache, mapping, pairs};
+  CHECK_STATUS(lk_kv_cache_copy_blocks(contexts[1], &p), LK_OK);
+  CHECK(unchanged(&c, &expected));
+  drop(&expected);
+  int64_t high = -1; /* a pair whose destination lies in the second window */
+  for (int64_t i = 0; i < pairs && high < 0; i++)
+    if (mapping[2 * i + 1] >= ((int64_t)4 << 20)) high = i;
+  CHECK(high >= 0);
+  snapshot before = take(&c);
+  const int64_t saved = mapping[2 * (pairs - 1) + 1];
+  mapping[2 * (pairs - 1) + 1] = mapping[2 * high + 1];
+  CHECK_INVALID(lk_kv_cache_copy_blocks(contexts[1], &p), "block_mapping");
+  char want[160];
+  snprintf(want, sizeof want, "block_mapping[%lld][1]: block %lld is already the destination of pair %lld", (long long)(pairs - 1),
+           (long long)mapping[2 * high + 1], (long long)high);
+  CHECKF(strstr(lk_last_error(), want) != NULL, "message: %s", lk_last_error());
+  CHECK(unchanged(&c, &before));
+  mapping[2 * (pairs - 1) + 1] = saved;
+  mapping[2 * 7] = mapping[2 * high + 1]; /* pair 7 reads what pair `high` writes */
+  CHECK_INVALID(lk_kv_cache_copy_blocks(contexts[1], &p), "block_mapping");
+  snprintf(want, sizeof want, "block_mapping[7][0]: block %lld is the destination of pair %lld", (long long)mapping[2 * high + 1],
+           (long long)high);
+  CHECKF(strstr(lk_last_error(), want) != NULL, "message: %s", lk_last_error());
+  CHECK(unchanged(&c, &before));
+  drop(&before);
+  free(mapping);
   free_cache(&c);
 }
 
@@ -395,10 +487,12 @@ int main(void) {
   run_timed("write", test_write);
   run_timed("write arguments", test_write_arguments);
   run_timed("write, 40000 tokens", test_write_many_tokens);
+  run_timed("write, 40000 tokens over two bitmap windows", test_write_many_tokens_windows);
   run_timed("gather", test_gather);
   run_timed("gather arguments", test_gather_arguments);
   run_timed("copy blocks", test_copy_blocks);
   run_timed("copy blocks arguments", test_copy_blocks_arguments);
+  run_timed("copy blocks, 40000 pairs over two bitmap windows", test_copy_many_blocks);
   for (int threads = 1; threads <= MAX_THREADS; threads++) lk_cpu_context_destroy(contexts[threads]);
   return check_summary("test_kv_cache");
 }
