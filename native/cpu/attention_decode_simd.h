@@ -116,10 +116,29 @@ static LK_INLINE void LK_ISA_SUFFIX(decode_dots)(const decode_scratch *t, const 
   }
 }
 
+/* vc vectors of a V row from element e into x: as they are, or for bf16 rows in `pairs` order (the
+ * even elements of 2 VL, then the odd ones: lk_v_load_bf16_pairs widens them with a shift and a
+ * mask, where the one-vector widening queues a shuffle on port 5 per vector; vc is even). */
+static LK_INLINE void LK_ISA_SUFFIX(decode_load_v)(lk_vf *x, const char *v, int64_t e, int vc, lk_dtype dtype, bool pairs) {
+  if (pairs) {
+#pragma GCC unroll 4
+    for (int c = 0; c + 1 < DPV_VC; c += 2)
+      if (c < vc) {
+        const lk_vf2 w = lk_v_load_bf16_pairs((const uint16_t *)v + e + c * VL);
+        x[c] = w.even;
+        x[c + 1] = w.odd;
+      }
+    return;
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < DPV_VC; c++)
+    if (c < vc) x[c] = lk_v_load(v, e + c * VL, dtype);
+}
+
 /* o[rows] = o * alpha + sum_jj p[lane][jj] V[jj] over vc vectors at element e, for PV_MR lanes. */
 static LK_INLINE void LK_ISA_SUFFIX(decode_pv)(const decode_scratch *t, const int64_t *rows, int64_t lane0, int nr,
                                                const char *const *v, int64_t bk, int64_t e, int vc, int64_t dp,
-                                               lk_dtype dtype, const char *const *prefetch) {
+                                               lk_dtype dtype, bool pairs, const char *const *prefetch) {
   const int64_t size = (int64_t)lk_dtype_size(dtype), first = e * size, last = (e + vc * VL) * size;
   lk_vf acc[DPV_MR][DPV_VC];
   float *o[DPV_MR];
@@ -135,9 +154,7 @@ static LK_INLINE void LK_ISA_SUFFIX(decode_pv)(const decode_scratch *t, const in
     if (prefetch[jj]) /* the same columns of the next kv head's V row: see decode_prefetch_row */
       for (int64_t line = first; line < last; line += 64) _mm_prefetch(prefetch[jj] + line, _MM_HINT_T0);
     lk_vf x[DPV_VC];
-#pragma GCC unroll 4
-    for (int c = 0; c < DPV_VC; c++)
-      if (c < vc) x[c] = lk_v_load(v[jj], e + c * VL, dtype);
+    LK_ISA_SUFFIX(decode_load_v)(x, v[jj], e, vc, dtype, pairs);
 #pragma GCC unroll 4
     for (int r = 0; r < DPV_MR; r++) {
       if (r >= nr) continue;
@@ -157,23 +174,23 @@ static LK_INLINE void LK_ISA_SUFFIX(decode_pv)(const decode_scratch *t, const in
 /* decode_pv over head_dim's full vectors, PV_VC at a time. */
 static LK_INLINE void LK_ISA_SUFFIX(decode_pv_rows)(const decode_scratch *t, const int64_t *rows, int64_t lane0, int nr,
                                                     const char *const *v, int64_t bk, int64_t dv, int64_t dp, lk_dtype dtype,
-                                                    const char *const *prefetch) {
+                                                    bool pairs, const char *const *prefetch) {
   for (int64_t e = 0; e < dv; e += DPV_VC * VL) {
     const int vc = (dv - e) / VL < DPV_VC ? (int)((dv - e) / VL) : DPV_VC;
     switch (vc) {
-    case 1: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 1, dp, dtype, prefetch); break;
+    case 1: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 1, dp, dtype, pairs, prefetch); break;
 #if DPV_VC > 2
-    case 2: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 2, dp, dtype, prefetch); break;
-    case 3: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 3, dp, dtype, prefetch); break;
+    case 2: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 2, dp, dtype, pairs, prefetch); break;
+    case 3: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, 3, dp, dtype, pairs, prefetch); break;
 #endif
-    default: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, DPV_VC, dp, dtype, prefetch); break;
+    default: LK_ISA_SUFFIX(decode_pv)(t, rows, lane0, nr, v, bk, e, DPV_VC, dp, dtype, pairs, prefetch); break;
     }
   }
 }
 
 /* One lane's output accumulation key by key, skipping probability 0 (see the file comment). */
 static void LK_ISA_SUFFIX(decode_pv_guarded)(const decode_scratch *t, int64_t row, int64_t lane, const char *const *v,
-                                             int64_t bk, int64_t d, int64_t dp, lk_dtype dtype) {
+                                             int64_t bk, int64_t d, int64_t dp, lk_dtype dtype, bool pairs) {
   float *o = t->o + row * dp;
   const int64_t dv = d / VL * VL;
   const lk_vf a = lk_v_set1(t->alpha[row]);
@@ -183,6 +200,12 @@ static void LK_ISA_SUFFIX(decode_pv_guarded)(const decode_scratch *t, int64_t ro
     if (w == 0.0f) continue;
     const lk_vf wv = lk_v_set1(w);
     int64_t e = 0;
+    for (; pairs && e < d; e += 2 * VL) { /* d % (2 VL) == 0 */
+      lk_vf x[DPV_VC];
+      LK_ISA_SUFFIX(decode_load_v)(x, v[jj], e, 2, dtype, true);
+      lk_v_store_f32(o + e, lk_v_fmadd(wv, x[0], lk_v_load_f32(o + e)));
+      lk_v_store_f32(o + e + VL, lk_v_fmadd(wv, x[1], lk_v_load_f32(o + e + VL)));
+    }
     for (; e < dv; e += VL) lk_v_store_f32(o + e, lk_v_fmadd(wv, lk_v_load(v[jj], e, dtype), lk_v_load_f32(o + e)));
     for (; e < d; e++) o[e] += w * lk_load_element(v[jj], e, dtype);
   }
@@ -255,7 +278,7 @@ static LK_INLINE const char *LK_ISA_SUFFIX(decode_next_row)(const char *const *r
 }
 
 static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch,
-                                      lk_dtype dtype) {
+                                      lk_dtype dtype, bool pairs) {
   const lk_attention_params *p = &job->p;
   const int64_t seq = unit / plan->splits, split = unit % plan->splits;
   const int64_t t0 = p->cu_seqlens_q[seq], sq = p->cu_seqlens_q[seq + 1] - t0, heads = p->num_heads;
@@ -342,14 +365,14 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
         bool guarded = false;
         for (int r = 0; r < nr; r++) guarded = guarded || t.guard[lane + r];
         if (guarded) {
-          for (int r = 0; r < nr; r++) LK_ISA_SUFFIX(decode_pv_guarded)(&t, lane_rows[lane + r], lane + r, vh, bk, d, dp, dtype);
+          for (int r = 0; r < nr; r++) LK_ISA_SUFFIX(decode_pv_guarded)(&t, lane_rows[lane + r], lane + r, vh, bk, d, dp, dtype, pairs);
           continue;
         }
         switch (nr) { /* constant lane counts: no per-key tests of nr in the microkernels */
-        case 1: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 1, vh, bk, dv, dp, dtype, lane == 0 ? pv_prefetch : no_prefetch); break;
-        case 2: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 2, vh, bk, dv, dp, dtype, lane == 0 ? pv_prefetch : no_prefetch); break;
-        case 3: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 3, vh, bk, dv, dp, dtype, lane == 0 ? pv_prefetch : no_prefetch); break;
-        default: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, DPV_MR, vh, bk, dv, dp, dtype, lane == 0 ? pv_prefetch : no_prefetch); break;
+        case 1: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 1, vh, bk, dv, dp, dtype, pairs, lane == 0 ? pv_prefetch : no_prefetch); break;
+        case 2: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 2, vh, bk, dv, dp, dtype, pairs, lane == 0 ? pv_prefetch : no_prefetch); break;
+        case 3: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, 3, vh, bk, dv, dp, dtype, pairs, lane == 0 ? pv_prefetch : no_prefetch); break;
+        default: LK_ISA_SUFFIX(decode_pv_rows)(&t, lane_rows + lane, lane, DPV_MR, vh, bk, dv, dp, dtype, pairs, lane == 0 ? pv_prefetch : no_prefetch); break;
         }
         for (int64_t e = dv; e < d; e++) /* the head_dim % VL tail */
           for (int r = 0; r < nr; r++) {
@@ -362,6 +385,16 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
     }
   }
 
+  if (pairs) /* the outputs back in element order (decode_load_v) */
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t e = 0; e < d; e += 2 * VL) {
+        float chunk[2 * VL];
+        memcpy(chunk, t.o + r * dp + e, sizeof chunk);
+        for (int64_t i = 0; i < VL; i++) {
+          t.o[r * dp + e + 2 * i] = chunk[i];
+          t.o[r * dp + e + 2 * i + 1] = chunk[VL + i];
+        }
+      }
   if (plan->splits > 1) {
     for (int64_t r = 0; r < rows; r++) {
       lk_attention_save_partial(lk_decode_partial(plan, unit, r), t.m[r], t.l[r], t.nan[r] != 0.0f, t.o + r * dp, d);
@@ -374,9 +407,12 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
 
 void LK_ISA_SUFFIX(lk_decode_unit)(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch) {
   switch (job->p.dtype) {
-  case LK_DTYPE_F16: LK_ISA_SUFFIX(decode_run)(job, plan, unit, scratch, LK_DTYPE_F16); break;
-  case LK_DTYPE_BF16: LK_ISA_SUFFIX(decode_run)(job, plan, unit, scratch, LK_DTYPE_BF16); break;
-  default: LK_ISA_SUFFIX(decode_run)(job, plan, unit, scratch, LK_DTYPE_F32); break;
+  case LK_DTYPE_F16: LK_ISA_SUFFIX(decode_run)(job, plan, unit, scratch, LK_DTYPE_F16, false); break;
+  case LK_DTYPE_BF16: /* P·V widens V rows in pairs where head_dim is whole pairs of vectors */
+    if (job->p.head_dim % (2 * VL) == 0) LK_ISA_SUFFIX(decode_run)(job, plan, unit, scratch, LK_DTYPE_BF16, true);
+    else LK_ISA_SUFFIX(decode_run)(job, plan, unit, scratch, LK_DTYPE_BF16, false);
+    break;
+  default: LK_ISA_SUFFIX(decode_run)(job, plan, unit, scratch, LK_DTYPE_F32, false); break;
   }
 }
 
