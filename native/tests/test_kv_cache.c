@@ -165,80 +165,88 @@ static void test_write_arguments(void) {
   free_cache(&c);
 }
 
-/* More tokens than the context's scratch sorts for the duplicate check (32768 per thread): the
- * check marks a bitmap instead, and still finds a duplicate at the very end. */
-static void test_write_many_tokens(void) {
-  rng r = rng_seeded(0xC0FFEE03ull);
-  const int64_t tokens = 40000;
-  cache_case c = make_cache(LK_DTYPE_F32, 2600, 16, 1, 8, &r);
-  int64_t *slot_mapping = malloc((size_t)tokens * sizeof *slot_mapping);
-  for (int64_t t = 0; t < tokens; t++) slot_mapping[t] = (t * 7919) % (2600 * 16);
-  float *key = malloc((size_t)tokens * 8 * sizeof *key), *value = malloc((size_t)tokens * 8 * sizeof *value);
-  fill_random(key, (size_t)tokens * 8 * sizeof *key, &r);
-  fill_random(value, (size_t)tokens * 8 * sizeof *value, &r);
-  lk_kv_cache_write_params p = {c.cache, key, value, tokens, 0, 0, slot_mapping};
-  CHECK_STATUS(lk_kv_cache_write(contexts[1], &p), LK_OK);
+/* A write of `tokens` f32 rows of `row` elements to slots (t * step) % slots (distinct when step
+ * and slots are coprime), through a 1-thread context: more tokens than its scratch sorts for the
+ * duplicate check (32768), so the check marks a bitmap. The write lands row for row. */
+typedef struct many_tokens {
+  cache_case c;
+  int64_t tokens, row, *slot_mapping;
+  float *key, *value;
+  lk_kv_cache_write_params p;
+} many_tokens;
+
+static many_tokens many_tokens_write(int64_t tokens, int64_t blocks, int64_t block_size, int64_t row, int64_t step, rng *r) {
+  many_tokens m;
+  memset(&m, 0, sizeof m);
+  m.c = make_cache(LK_DTYPE_F32, blocks, block_size, 1, row, r);
+  m.tokens = tokens;
+  m.row = row;
+  m.slot_mapping = malloc((size_t)tokens * sizeof *m.slot_mapping);
+  for (int64_t t = 0; t < tokens; t++) m.slot_mapping[t] = (t * step) % (blocks * block_size);
+  m.key = malloc((size_t)(tokens * row) * sizeof *m.key);
+  m.value = malloc((size_t)(tokens * row) * sizeof *m.value);
+  fill_random(m.key, (size_t)(tokens * row) * sizeof *m.key, r);
+  fill_random(m.value, (size_t)(tokens * row) * sizeof *m.value, r);
+  m.p = (lk_kv_cache_write_params){m.c.cache, m.key, m.value, tokens, 0, 0, m.slot_mapping};
+  CHECK_STATUS(lk_kv_cache_write(contexts[1], &m.p), LK_OK);
   bool rows_ok = true;
+  const size_t bytes = (size_t)row * sizeof(float);
   for (int64_t t = 0; t < tokens; t++)
-    rows_ok = rows_ok && memcmp((float *)c.cache.key_cache + slot_mapping[t] * 8, key + t * 8, 32) == 0 &&
-              memcmp((float *)c.cache.value_cache + slot_mapping[t] * 8, value + t * 8, 32) == 0;
+    rows_ok = rows_ok && memcmp((float *)m.c.cache.key_cache + m.slot_mapping[t] * row, m.key + t * row, bytes) == 0 &&
+              memcmp((float *)m.c.cache.value_cache + m.slot_mapping[t] * row, m.value + t * row, bytes) == 0;
   CHECK(rows_ok);
-  snapshot before = take(&c);
-  slot_mapping[tokens - 1] = slot_mapping[3];
-  CHECK_INVALID(lk_kv_cache_write(contexts[1], &p), "slot_mapping");
-  CHECK(strstr(lk_last_error(), "slot_mapping[39999]") != NULL);
-  CHECK(unchanged(&c, &before));
-  drop(&before);
-  free(key);
-  free(value);
-  free(slot_mapping);
-  free_cache(&c);
+  return m;
 }
 
-/* A cache larger than one bitmap window (4 Mi slots for a 1-thread context): duplicates in the
- * second window, on either side of the first, are found and named with both tokens; distinct slots
- * across both windows pass. */
+/* The write with slot_mapping as it is now must fail naming `want`, and write nothing. */
+static void many_tokens_refused(const many_tokens *m, const snapshot *before, const char *want) {
+  CHECK_INVALID(lk_kv_cache_write(contexts[1], &m->p), "slot_mapping");
+  CHECKF(strstr(lk_last_error(), want) != NULL, "message: %s", lk_last_error());
+  CHECK(unchanged(&m->c, before));
+}
+
+static void many_tokens_free(many_tokens *m) {
+  free(m->key);
+  free(m->value);
+  free(m->slot_mapping);
+  free_cache(&m->c);
+}
+
+/* A duplicate at the very end is found. */
+static void test_write_many_tokens(void) {
+  rng r = rng_seeded(0xC0FFEE03ull);
+  many_tokens m = many_tokens_write(40000, 2600, 16, 8, 7919, &r);
+  snapshot before = take(&m.c);
+  m.slot_mapping[m.tokens - 1] = m.slot_mapping[3];
+  many_tokens_refused(&m, &before, "slot_mapping[39999]: slot 23757 is also the slot of token 3");
+  drop(&before);
+  many_tokens_free(&m);
+}
+
+/* A cache larger than one bitmap window (4 Mi slots for a 1-thread context, here 4.8 Mi):
+ * repeats in the second window, the first token before or after the other, are found and named
+ * with both tokens; distinct slots across both windows pass. */
 static void test_write_many_tokens_windows(void) {
   rng r = rng_seeded(0xC0FFEE08ull);
-  const int64_t tokens = 40000, blocks = 300000, block_size = 16, slots = blocks * block_size; /* 4.8 Mi slots */
-  cache_case c = make_cache(LK_DTYPE_F32, blocks, block_size, 1, 1, &r);
-  int64_t *slot_mapping = malloc((size_t)tokens * sizeof *slot_mapping);
-  for (int64_t t = 0; t < tokens; t++) slot_mapping[t] = (t * 104729) % slots; /* distinct: 104729 is prime, slots is not its multiple */
-  float *key = malloc((size_t)tokens * sizeof *key), *value = malloc((size_t)tokens * sizeof *value);
-  fill_random(key, (size_t)tokens * sizeof *key, &r);
-  fill_random(value, (size_t)tokens * sizeof *value, &r);
+  many_tokens m = many_tokens_write(40000, 300000, 16, 1, 104729, &r); /* 104729: a prime */
   int64_t high = -1; /* a token whose slot lies in the second window */
-  for (int64_t t = 0; t < tokens && high < 0; t++)
-    if (slot_mapping[t] >= ((int64_t)4 << 20)) high = t;
+  for (int64_t t = 0; t < m.tokens && high < 0; t++)
+    if (m.slot_mapping[t] >= ((int64_t)4 << 20)) high = t;
   CHECK(high >= 0);
-  lk_kv_cache_write_params p = {c.cache, key, value, tokens, 0, 0, slot_mapping};
-  CHECK_STATUS(lk_kv_cache_write(contexts[1], &p), LK_OK);
-  bool rows_ok = true;
-  for (int64_t t = 0; t < tokens; t++)
-    rows_ok = rows_ok && memcmp((float *)c.cache.key_cache + slot_mapping[t], key + t, 4) == 0 &&
-              memcmp((float *)c.cache.value_cache + slot_mapping[t], value + t, 4) == 0;
-  CHECK(rows_ok);
-  snapshot before = take(&c);
-  const int64_t saved = slot_mapping[tokens - 2];
-  slot_mapping[tokens - 2] = slot_mapping[high];
-  CHECK_INVALID(lk_kv_cache_write(contexts[1], &p), "slot_mapping");
+  snapshot before = take(&m.c);
   char want[128];
-  snprintf(want, sizeof want, "slot_mapping[%lld]: slot %lld is also the slot of token %lld", (long long)(tokens - 2),
-           (long long)slot_mapping[high], (long long)high);
-  CHECKF(strstr(lk_last_error(), want) != NULL, "message: %s", lk_last_error());
-  CHECK(unchanged(&c, &before));
-  slot_mapping[tokens - 2] = saved;
-  slot_mapping[0] = slot_mapping[high]; /* the repeat's first token is now 0, before `high` */
-  CHECK_INVALID(lk_kv_cache_write(contexts[1], &p), "slot_mapping");
+  const int64_t saved = m.slot_mapping[m.tokens - 2];
+  m.slot_mapping[m.tokens - 2] = m.slot_mapping[high];
+  snprintf(want, sizeof want, "slot_mapping[%lld]: slot %lld is also the slot of token %lld", (long long)(m.tokens - 2),
+           (long long)m.slot_mapping[high], (long long)high);
+  many_tokens_refused(&m, &before, want);
+  m.slot_mapping[m.tokens - 2] = saved;
+  m.slot_mapping[0] = m.slot_mapping[high]; /* the repeat's first token is now 0, before `high` */
   snprintf(want, sizeof want, "slot_mapping[%lld]: slot %lld is also the slot of token 0", (long long)high,
-           (long long)slot_mapping[high]);
-  CHECKF(strstr(lk_last_error(), want) != NULL, "message: %s", lk_last_error());
-  CHECK(unchanged(&c, &before));
+           (long long)m.slot_mapping[high]);
+  many_tokens_refused(&m, &before, want);
   drop(&before);
-  free(key);
-  free(value);
-  free(slot_mapping);
-  free_cache(&c);
+  many_tokens_free(&m);
 }
 
 /* More copy pairs than the scratch sorts (a 1-thread context), over more blocks than one bitmap
