@@ -86,8 +86,8 @@ lk_status lk_kv_block_tables_check(const lk_paged_kv_cache *c, const int32_t *bl
  * padding slot) or equal to peers[i * stride] (a copy pair whose source is its destination). Lists
  * whose (value, index) pairs fit in the context's scratch (512 KiB a thread: 32768 pairs each) are
  * sorted there; longer ones are checked with a bitmap over the values in the same scratch, window
- * by window (4 Mi values a thread per window; a cache of N slots takes N / 4 Mi passes over the
- * list). Nothing is allocated. */
+ * by window (4 Mi values a thread per window: a cache of N slots takes N / (4 Mi x threads)
+ * passes over the list). Nothing is allocated. */
 typedef struct kv_value_list {
   const int64_t *values, *peers; /* peers: NULL, or entries equal to their value are skipped */
   int64_t stride, count;
@@ -256,14 +256,12 @@ static lk_status validate_write(lk_cpu_context *context, const lk_kv_cache_write
   if (lk_kv_overlaps_cache(&p->cache, &job->g, lk_rows_span(p->value, p->num_tokens, row, p->value_stride, p->cache.dtype)))
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "value: overlaps the cache");
 
-  int64_t used = 0;
   for (int64_t t = 0; t < p->num_tokens; t++) {
     const int64_t slot = p->slot_mapping[t];
     if (slot >= job->g.slots)
       return lk_fail(LK_ERR_INVALID_ARGUMENT,
                      "slot_mapping[%lld]: slot %lld is outside the cache (num_blocks * block_size = %lld slots)", (long long)t,
                      (long long)slot, (long long)job->g.slots);
-    if (slot >= 0) used++;
   }
   /* Two tokens writing one slot would leave whichever ran last: refused, as vLLM's scheduler never
    * asks for it. */
