@@ -31,7 +31,8 @@
 
 typedef struct decode_scratch {
   float *q, *o;                   /* [rows][padded_dim] */
-  float *m, *l, *nan, *alpha;     /* [rows]: the online softmax */
+  float *m, *nan, *alpha;         /* [rows]: the online softmax */
+  float *lsum;                    /* [rows][VL]: its running sum, in VL partial sums */
   float *lo, *hi, *pos, *slope;   /* [rows]: visible keys, position, ALiBi slope */
   float *red;                     /* [DLANES][DTILE][VL]: per-key partial dot products */
   float *tail;                    /* [DLANES][DTILE]: the head_dim % VL tail of each dot product */
@@ -48,14 +49,14 @@ static LK_INLINE decode_scratch LK_ISA_SUFFIX(decode_scratch_at)(void *base, int
   t.o = f;
   f += rows * dp;
   t.m = f;
-  t.l = f + rows;
+  t.lsum = f + 8 * rows;
   t.nan = f + 2 * rows;
   t.alpha = f + 3 * rows;
   t.lo = f + 4 * rows;
   t.hi = f + 5 * rows;
   t.pos = f + 6 * rows;
   t.slope = f + 7 * rows;
-  f += 8 * rows;
+  f += 8 * rows + rows * VL;
   t.qb = (uint16_t *)f;
   f += (rows * dp + 1) / 2;
   t.red = f;
@@ -219,8 +220,9 @@ static LK_INLINE bool LK_ISA_SUFFIX(decode_softmax)(const lk_attention_job *job,
   static const float iota[DTILE] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   const lk_vf lo = lk_v_set1(t->lo[row]), hi = lk_v_set1(t->hi[row]), minus_inf = lk_v_set1(-INFINITY);
   lk_vf x[DTILE / VL];
-  lk_vf tile_max = minus_inf, nan = lk_v_zero();
-  bool masked = false;
+  lk_vf tile_max = minus_inf;
+  bool masked = false, nan = false;
+  const bool inside = bk == DTILE && t->lo[row] <= (float)j0 && t->hi[row] >= (float)(j0 + DTILE - 1);
   for (int g = 0; g < DTILE / VL; g++) {
     const lk_vf j = lk_v_add(lk_v_set1((float)j0), lk_v_load_f32(iota + g * VL));
     lk_vf s = lk_v_add(lk_v_hsum_lanes(t->red + (lane * DTILE + g * VL) * VL),
@@ -234,31 +236,37 @@ static LK_INLINE bool LK_ISA_SUFFIX(decode_softmax)(const lk_attention_job *job,
       for (int i = 0; i < VL; i++) b[i] = g * VL + i < bk ? bias_row[i] : 0.0f;
       s = lk_v_add(s, lk_v_load_f32(b));
     }
-    /* keys past the tile's end sit beyond hi (hi < j0 + bk) only if the lane's range ends there: mask them too */
-    const lk_vf end = lk_v_set1((float)(j0 + bk));
-    s = lk_v_select(lk_v_cmp_lt(j, lo), minus_inf, s);
-    s = lk_v_select(lk_v_cmp_gt(j, hi), minus_inf, s);
-    s = lk_v_select(lk_v_cmp_lt(j, end), s, minus_inf);
-    masked = masked || lk_v_mask_any(lk_v_cmp_lt(lk_v_select(lk_v_cmp_lt(j, end), s, lk_v_zero()), lk_v_set1(-FLT_MAX)));
-    nan = lk_v_select(lk_v_cmp_nan(s), lk_v_set1(1.0f), nan);
+    if (inside) { /* every key of the tile visible: only a -inf score (a -inf bias, infinite keys) hides one */
+      masked = masked || lk_v_mask_any(lk_v_cmp_lt(s, lk_v_set1(-FLT_MAX)));
+    } else {
+      /* keys past the tile's end sit beyond hi (hi < j0 + bk) only if the lane's range ends there: mask them too */
+      const lk_vf end = lk_v_set1((float)(j0 + bk));
+      s = lk_v_select(lk_v_cmp_lt(j, lo), minus_inf, s);
+      s = lk_v_select(lk_v_cmp_gt(j, hi), minus_inf, s);
+      s = lk_v_select(lk_v_cmp_lt(j, end), s, minus_inf);
+      masked = masked || lk_v_mask_any(lk_v_cmp_lt(lk_v_select(lk_v_cmp_lt(j, end), s, lk_v_zero()), lk_v_set1(-FLT_MAX)));
+    }
+    nan = nan || lk_v_mask_any(lk_v_cmp_nan(s));
     tile_max = lk_v_max(s, tile_max); /* a NaN s leaves the max alone */
     x[g] = s;
   }
-  if (lk_v_hmax(nan) != 0.0f) t->nan[row] = 1.0f;
+  if (nan) t->nan[row] = 1.0f;
   const float m_old = t->m[row], tmax = lk_v_hmax(tile_max), m_new = tmax > m_old ? tmax : m_old;
   if (!(m_new > -INFINITY)) { /* nothing visible yet: p = 0, state unchanged */
     t->alpha[row] = 1.0f;
     for (int jj = 0; jj < DTILE; jj++) t->p[lane * DTILE + jj] = 0.0f;
     return true;
   }
-  const float alpha = expf(m_old - m_new); /* 0 for the first visible key */
+  /* 0 for the first visible key; 1 while the max holds, as it mostly does after the first tiles */
+  const float alpha = m_new == m_old ? 1.0f : expf(m_old - m_new);
   lk_vf sum = lk_v_zero();
   for (int g = 0; g < DTILE / VL; g++) {
     const lk_vf w = lk_v_exp(lk_v_sub(x[g], lk_v_set1(m_new)));
     lk_v_store_f32(t->p + lane * DTILE + g * VL, w);
     sum = lk_v_add(sum, w);
   }
-  t->l[row] = t->l[row] * alpha + lk_v_hsum(sum);
+  /* l kept as a vector of partial sums, reduced once per unit (decode_row_sum) */
+  lk_v_store_f32(t->lsum + row * VL, lk_v_fmadd(lk_v_load_f32(t->lsum + row * VL), lk_v_set1(alpha), sum));
   t->m[row] = m_new;
   t->alpha[row] = alpha;
   return masked;
@@ -298,7 +306,8 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
 #endif
     memset(t.o + r * dp, 0, (size_t)dp * sizeof(float));
     t.m[r] = -INFINITY;
-    t.l[r] = t.nan[r] = 0.0f;
+    t.nan[r] = 0.0f;
+    lk_v_store_f32(t.lsum + r * VL, lk_v_zero());
     const lk_attention_row row = lk_attention_row_at(job, (t0 + r / heads) * heads + r % heads);
     t.lo[r] = (float)row.lo;
     t.hi[r] = (float)row.hi;
@@ -397,12 +406,14 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
       }
   if (plan->splits > 1) {
     for (int64_t r = 0; r < rows; r++) {
-      lk_attention_save_partial(lk_decode_partial(plan, unit, r), t.m[r], t.l[r], t.nan[r] != 0.0f, t.o + r * dp, d);
+      lk_attention_save_partial(lk_decode_partial(plan, unit, r), t.m[r], lk_v_hsum(lk_v_load_f32(t.lsum + r * VL)),
+                                t.nan[r] != 0.0f, t.o + r * dp, d);
     }
     return;
   }
   for (int64_t r = 0; r < rows; r++)
-    lk_attention_store_row(job, t0 + r / heads, r % heads, t.o + r * dp, t.m[r], t.l[r], t.nan[r] != 0.0f);
+    lk_attention_store_row(job, t0 + r / heads, r % heads, t.o + r * dp, t.m[r], lk_v_hsum(lk_v_load_f32(t.lsum + r * VL)),
+                           t.nan[r] != 0.0f);
 }
 
 void LK_ISA_SUFFIX(lk_decode_unit)(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch) {
