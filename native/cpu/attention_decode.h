@@ -1,6 +1,6 @@
 /* The decode kernel's plan: attention for batches where every sequence has only a few query rows
  * per kv head (decode, speculative decoding), a memory-bound problem the tiled kernel
- * (attention_tile.h) serves badly: its 64-lane blocks would be mostly empty, and a block reads one
+ * (attention_tile.h) serves badly: its 128-lane blocks would be mostly empty, and a block reads one
  * kv head's rows, 256 bytes out of every 2 KB of a paged cache row.
  *
  * Here a work unit is one sequence's keys in one split, for ALL its query rows and kv heads: it

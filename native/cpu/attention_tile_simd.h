@@ -1,7 +1,7 @@
 /* The tiled attention kernel over a SIMD mapping (included by attention_avx2.c and
  * attention_avx512.c after their mapping header); the plan is attention_tile.h's.
  *
- * For each lane set (up to 64 query rows sharing a sequence and a kv head) and each tile of 64
+ * For each lane set (up to 128 query rows sharing a sequence and a kv head) and each tile of 64
  * keys, FlashAttention-2's loop, on the CPU:
  *   1. S^T = K Q^T, key-major: the queries are transposed once per lane set, so the QK
  *      microkernel broadcasts one key element against vectors of lanes (QK_MR keys x QK_NR
@@ -13,7 +13,7 @@
  *   3. O = O * exp(m_old - m_new) + P V: the PV microkernel keeps PV_MR lanes x PV_VC vectors
  *      of head_dim in registers and streams the V tile, widened to f32 once per tile.
  * Everything is f32; 16-bit K tiles are widened once per tile (f32 keys are read in place).
- * Scratch per thread: Q^T, a K tile, a V tile, S^T, O and the softmax state, about 280 KB at
+ * Scratch per thread: Q^T, a K tile, a V tile, S^T, O and the softmax state, about 420 KiB at
  * head_dim 256: bounded by the tile, whatever the sequence length.
  *
  * Masked keys never reach the output: their probability is exactly 0 and, because 0 * NaN would
@@ -70,6 +70,12 @@ static LK_INLINE tile_scratch LK_ISA_SUFFIX(tile_scratch_at)(void *base, int64_t
   t.nan = f + 3 * LANES;
   return t;
 }
+
+/* tile_scratch_at's layout at the largest head_dim fits a thread's slice of the context's scratch. */
+_Static_assert(((LK_ATTENTION_MAX_HEAD_DIM + 1) * LANES + 2 * TILE * LK_ATTENTION_MAX_HEAD_DIM + TILE * LANES +
+                LANES * LK_ATTENTION_MAX_HEAD_DIM + LK_ATTENTION_MAX_HEAD_DIM + 4 * LANES + 176) * sizeof(float) <=
+                   LK_SCRATCH_BYTES_PER_THREAD,
+               "the tiled kernel's scratch must fit a thread's slice");
 
 /* S^T[jj + r][lanes c] = sum_e K[jj + r][e] Q^T[e][c] for QK_MR keys and nr lane vectors. */
 static LK_INLINE void LK_ISA_SUFFIX(qk_micro)(const float *qt, const float *const *k, int64_t d, float *s, int nr,

@@ -30,12 +30,12 @@
  *
  * The sweep's shapes (at most 33 keys) fit in one key tile and one query block of the tiled kernel
  * (docs/attention.md). Listed cases, through the same checks, cross its edges:
- *   long prefill   Sq = Sk = 150, 257, 300: several 64-key tiles and query blocks of 64 (token,
+ *   long prefill   Sq = Sk = 150, 257, 300: several 64-key tiles and query blocks of 128 (token,
  *                  head) lanes, causal with and without windows (70, 0), (70, 5), non-causal
- *                  windows, ALiBi, softcap, bias, lse; GQA 1, 3, 4, 6 (not dividing 64) and 8;
+ *                  windows, ALiBi, softcap, bias, lse; GQA 1, 3, 4, 6 (not dividing 128) and 8;
  *                  head_dim 17, 24, 64, 80, 100, 128, 256; f32, f16, bf16. Varlen 5, 70, 1, 130,
  *                  where blocks would straddle sequence ends; chunked prefill 40 of 300 and 70 of
- *                  200; groups of 65, 72 and 80 query heads over one kv head (head chunks).
+ *                  200; groups of 131, 136 and 144 query heads over one kv head (head chunks).
  *   long decode    Sq = 1 over 4097 keys (one work item: the flash-decoding split) and batches of
  *                  3 (Sk 2000, 5000, 3001; Sk 0, 3000, 1), one and several kv heads, causal and
  *                  not, window 1000, ALiBi, softcap, bias; a split decode with head chunks; 4
@@ -738,8 +738,8 @@ static void test_fixed(void) {
 /* ---- long shapes: tiles, query blocks, splits ---------------------------------------------------
  * The sweep's shapes stay within one 64-key tile and one query block. These cross every edge of the
  * tiled kernel (docs/attention.md): several key tiles with causal and window edges inside them;
- * query blocks of 64 (token, head) lanes (64 / group tokens) cut by sequence ends; head chunks when
- * a GQA group exceeds 64 heads; and decodes long enough for the flash-decoding split, whose partial
+ * query blocks of 128 (token, head) lanes (128 / group tokens) cut by sequence ends; head chunks when
+ * a GQA group exceeds 128 heads; and decodes long enough for the flash-decoding split, whose partial
  * softmaxes are combined (batch 1 and 3, one and several kv heads, Sk 0 and 1 beside a long one). */
 
 #define NO_WINDOW .window_left = -1, .window_right = -1
@@ -750,13 +750,13 @@ static void run_cases(const attn_case *cases, int count) {
 
 static void test_long_prefill(void) {
   static const attn_case cases[] = {
-      /* GQA 8: 8 tokens a block, 38 blocks over 5 key tiles */
+      /* GQA 8: 16 tokens a block, 19 blocks over 5 key tiles */
       {.dtype = LK_DTYPE_F32, .head_dim = 64, .num_heads = 8, .num_kv_heads = 1, .causal = true, NO_WINDOW, .lse = true,
        .q_range = 1, .pattern = PREFILL_300},
       /* a window of 70 starts inside a tile and spans two or three */
       {.dtype = LK_DTYPE_F16, .head_dim = 80, .num_heads = 4, .num_kv_heads = 1, .causal = true, .window_left = 70,
        .window_right = 0, .alibi = true, .lse = true, .q_range = 1, .pattern = PREFILL_300, .paged_threads = 1},
-      /* GQA 6 does not divide 64 (10 tokens, 60 lanes a block); window (70, 5); the last tile holds one key */
+      /* GQA 6 does not divide 128 (21 tokens, 126 lanes a block); window (70, 5); the last tile holds one key */
       {.dtype = LK_DTYPE_BF16, .head_dim = 17, .num_heads = 6, .num_kv_heads = 1, .causal = true, .window_left = 70,
        .window_right = 5, .softcap = 30, .bias = true, .q_range = 4, .pattern = PREFILL_257, .paged_threads = 2},
       /* head_dim 256, GQA 3, padded rows */
@@ -767,7 +767,7 @@ static void test_long_prefill(void) {
        .softcap = 30, .bias = true, .lse = true, .scale = 0.37f, .q_range = 4, .pattern = PREFILL_150, .paged_threads = 1},
       {.dtype = LK_DTYPE_F16, .head_dim = 128, .num_heads = 8, .num_kv_heads = 1, .causal = true, .window_left = 70,
        .window_right = -1, .bias = true, .lse = true, .q_range = 1, .pattern = PREFILL_150},
-      /* GQA 1: 64 tokens a block; a non-causal window (70, 5) */
+      /* GQA 1: 128 tokens a block; a non-causal window (70, 5) */
       {.dtype = LK_DTYPE_F32, .head_dim = 100, .num_heads = 2, .num_kv_heads = 2, .window_left = 70, .window_right = 5,
        .alibi = true, .lse = true, .q_range = 1, .pattern = PREFILL_300, .paged_threads = 2},
       /* varlen 5, 70, 1, 130 at GQA 1, 6, 8 and 4: blocks that would straddle sequence ends */
@@ -786,12 +786,12 @@ static void test_long_prefill(void) {
        .window_right = 0, .alibi = true, .bias = true, .lse = true, .q_range = 1, .pattern = CHUNKED_300, .paged_threads = 1},
       {.dtype = LK_DTYPE_F16, .head_dim = 256, .num_heads = 2, .num_kv_heads = 2, .window_left = 70, .window_right = 5,
        .lse = true, .q_range = 1, .pattern = CHUNKED_300, .paged_threads = 2},
-      /* head chunks: groups of 72, 80 and 65 query heads over one kv head */
-      {.dtype = LK_DTYPE_F32, .head_dim = 8, .num_heads = 72, .num_kv_heads = 1, .causal = true, NO_WINDOW, .bias = true,
+      /* head chunks (blocks of 128 lanes): groups of 136, 144 and 131 query heads over one kv head */
+      {.dtype = LK_DTYPE_F32, .head_dim = 8, .num_heads = 136, .num_kv_heads = 1, .causal = true, NO_WINDOW, .bias = true,
        .lse = true, .q_range = 1, .pattern = HEAD_CHUNKS},
-      {.dtype = LK_DTYPE_BF16, .head_dim = 16, .num_heads = 80, .num_kv_heads = 1, .window_left = 3, .window_right = 2,
+      {.dtype = LK_DTYPE_BF16, .head_dim = 16, .num_heads = 144, .num_kv_heads = 1, .window_left = 3, .window_right = 2,
        .alibi = true, .softcap = 30, .lse = true, .q_range = 4, .pattern = HEAD_CHUNKS, .paged_threads = 1},
-      {.dtype = LK_DTYPE_F16, .head_dim = 8, .num_heads = 130, .num_kv_heads = 2, .causal = true, NO_WINDOW, .lse = true,
+      {.dtype = LK_DTYPE_F16, .head_dim = 8, .num_heads = 262, .num_kv_heads = 2, .causal = true, NO_WINDOW, .lse = true,
        .q_range = 1, .pattern = HEAD_CHUNKS, .paged_threads = 2},
   };
   run_cases(cases, (int)(sizeof cases / sizeof cases[0]));
@@ -806,8 +806,8 @@ static void test_long_decode(void) {
        .window_right = 0, .alibi = true, .lse = true, .q_range = 1, .pattern = DECODE_4097, .paged_threads = 1},
       {.dtype = LK_DTYPE_BF16, .head_dim = 17, .num_heads = 6, .num_kv_heads = 1, .causal = true, NO_WINDOW, .softcap = 30,
        .bias = true, .lse = true, .q_range = 4, .pattern = DECODE_4097, .paged_threads = 2},
-      /* a split decode whose group of 80 heads is also chunked */
-      {.dtype = LK_DTYPE_F16, .head_dim = 16, .num_heads = 80, .num_kv_heads = 1, .causal = true, NO_WINDOW, .lse = true,
+      /* a split decode whose group of 144 heads is also chunked */
+      {.dtype = LK_DTYPE_F16, .head_dim = 16, .num_heads = 144, .num_kv_heads = 1, .causal = true, NO_WINDOW, .lse = true,
        .q_range = 1, .pattern = DECODE_4097},
       /* batch 3, several kv heads */
       {.dtype = LK_DTYPE_BF16, .head_dim = 64, .num_heads = 8, .num_kv_heads = 2, .causal = true, NO_WINDOW, .lse = true,
