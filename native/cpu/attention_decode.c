@@ -4,7 +4,8 @@
 /* Per-thread scratch of a unit (attention_decode_simd.h's layout): queries and accumulators of
  * every row, plus fixed tile buffers. */
 static size_t decode_scratch_bytes(int64_t rows, int64_t padded_dim) {
-  return (size_t)(3 * rows * padded_dim + 24 * rows) * sizeof(float) + ((size_t)64 << 10); /* q f32 and bf16, o, state */
+  /* q f32 and bf16, o; 7 per-row values and the sum's 16 partial sums */
+  return (size_t)(3 * rows * padded_dim + (7 + 16) * rows) * sizeof(float) + ((size_t)64 << 10);
 }
 
 bool lk_decode_plan_make(lk_decode_plan *plan, const lk_attention_job *job, float *partials, size_t scratch_bytes) {

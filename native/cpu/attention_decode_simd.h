@@ -49,14 +49,15 @@ static LK_INLINE decode_scratch LK_ISA_SUFFIX(decode_scratch_at)(void *base, int
   t.o = f;
   f += rows * dp;
   t.m = f;
-  t.lsum = f + 8 * rows;
-  t.nan = f + 2 * rows;
-  t.alpha = f + 3 * rows;
-  t.lo = f + 4 * rows;
-  t.hi = f + 5 * rows;
-  t.pos = f + 6 * rows;
-  t.slope = f + 7 * rows;
-  f += 8 * rows + rows * VL;
+  t.nan = f + rows;
+  t.alpha = f + 2 * rows;
+  t.lo = f + 3 * rows;
+  t.hi = f + 4 * rows;
+  t.pos = f + 5 * rows;
+  t.slope = f + 6 * rows;
+  f += 7 * rows;
+  t.lsum = f;
+  f += rows * VL;
   t.qb = (uint16_t *)f;
   f += (rows * dp + 1) / 2;
   t.red = f;
@@ -152,7 +153,7 @@ static LK_INLINE void LK_ISA_SUFFIX(decode_pv)(const decode_scratch *t, const in
       acc[r][c] = c < vc && r < nr ? lk_v_mul(lk_v_load_f32(o[r] + c * VL), a) : lk_v_zero();
   }
   for (int64_t jj = 0; jj < bk; jj++) {
-    if (prefetch[jj]) /* the same columns of the next kv head's V row: see decode_prefetch_row */
+    if (prefetch[jj]) /* the same columns of the next kv head's V row: see decode_next_row */
       for (int64_t line = first; line < last; line += 64) _mm_prefetch(prefetch[jj] + line, _MM_HINT_T0);
     lk_vf x[DPV_VC];
     LK_ISA_SUFFIX(decode_load_v)(x, v[jj], e, vc, dtype, pairs);
@@ -285,6 +286,11 @@ static LK_INLINE const char *LK_ISA_SUFFIX(decode_next_row)(const char *const *r
   return jj < next ? next_rows[jj] : NULL;
 }
 
+/* Row r's softmax sum l, from its partial sums (decode_softmax). */
+static LK_INLINE float LK_ISA_SUFFIX(decode_row_sum)(const decode_scratch *t, int64_t r) {
+  return lk_v_hsum(lk_v_load_f32(t->lsum + r * VL));
+}
+
 static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch,
                                       lk_dtype dtype, bool pairs) {
   const lk_attention_params *p = &job->p;
@@ -406,13 +412,13 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
       }
   if (plan->splits > 1) {
     for (int64_t r = 0; r < rows; r++) {
-      lk_attention_save_partial(lk_decode_partial(plan, unit, r), t.m[r], lk_v_hsum(lk_v_load_f32(t.lsum + r * VL)),
-                                t.nan[r] != 0.0f, t.o + r * dp, d);
+      lk_attention_save_partial(lk_decode_partial(plan, unit, r), t.m[r], LK_ISA_SUFFIX(decode_row_sum)(&t, r), t.nan[r] != 0.0f,
+                                t.o + r * dp, d);
     }
     return;
   }
   for (int64_t r = 0; r < rows; r++)
-    lk_attention_store_row(job, t0 + r / heads, r % heads, t.o + r * dp, t.m[r], lk_v_hsum(lk_v_load_f32(t.lsum + r * VL)),
+    lk_attention_store_row(job, t0 + r / heads, r % heads, t.o + r * dp, t.m[r], LK_ISA_SUFFIX(decode_row_sum)(&t, r),
                            t.nan[r] != 0.0f);
 }
 
