@@ -176,7 +176,9 @@ static bool vector_variant(lk_isa isa, vector_kernels *out) {
   switch (isa) {
 #if defined(LK_HAVE_AVX512)
   case LK_ISA_AVX512:
-    *out = (vector_kernels){lk_attention_unit_avx512, lk_cpu_has_avx512_bf16() ? lk_decode_unit_avx512bf16 : lk_decode_unit_avx512};
+    *out = (vector_kernels){lk_attention_unit_avx512, lk_cpu_has_amx_bf16()      ? lk_decode_unit_avx512amx
+                                                       : lk_cpu_has_avx512_bf16() ? lk_decode_unit_avx512bf16
+                                                                                  : lk_decode_unit_avx512};
     return true;
 #endif
 #if defined(LK_HAVE_AVX2)

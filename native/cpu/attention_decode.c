@@ -18,6 +18,10 @@ bool lk_decode_plan_make(lk_decode_plan *plan, const lk_attention_job *job, floa
   plan->rows = max_tokens * p->num_heads;
   plan->padded_dim = lk_attention_padded_dim(p->head_dim);
   if (decode_scratch_bytes(plan->rows, plan->padded_dim) > scratch_bytes) return false;
+  /* AMX's Qᵀ tiles: (head_dim / 32) of 1 KB per kv head, past the rest */
+  plan->amx = p->head_dim % 32 == 0 &&
+              decode_scratch_bytes(plan->rows, plan->padded_dim) + (size_t)(p->num_kv_heads * (p->head_dim / 32)) * 1024 <=
+                  scratch_bytes;
   plan->partials = partials;
   plan->splits = lk_attention_splits(p->num_seqs, plan->rows * (plan->padded_dim + 2), lk_attention_max_keys(job));
   plan->units = p->num_seqs * plan->splits;

@@ -24,6 +24,7 @@ typedef struct lk_decode_plan {
   int64_t splits, units;
   int64_t padded_dim;
   float *partials;    /* units x rows x (padded_dim + 2) when splits > 1 */
+  bool amx;           /* head_dim and the scratch allow the AMX scores (attention_decode_amx.h) */
 } lk_decode_plan;
 
 /* Whether the decode kernel takes this job (then *plan is filled), given the per-thread scratch. */
@@ -46,5 +47,6 @@ typedef void (*lk_decode_unit_fn)(const lk_attention_job *job, const lk_decode_p
 void lk_decode_unit_avx2(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch);
 void lk_decode_unit_avx512(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch);
 void lk_decode_unit_avx512bf16(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch);
+void lk_decode_unit_avx512amx(const lk_attention_job *job, const lk_decode_plan *plan, int64_t unit, void *scratch);
 
 #endif /* LK_ATTENTION_DECODE_H */

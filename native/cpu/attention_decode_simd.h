@@ -16,6 +16,9 @@
 #include "attention_decode.h"
 #include "simd_dtype.h"
 #include "simd_math.h"
+#if defined(LK_DECODE_AMX)
+#  include "attention_decode_amx.h"
+#endif
 
 #include <float.h>
 
@@ -38,6 +41,9 @@ typedef struct decode_scratch {
   float *tail;                    /* [DLANES][DTILE]: the head_dim % VL tail of each dot product */
   float *p;                       /* [DLANES][DTILE]: probabilities */
   uint16_t *qb;                   /* [rows][padded_dim]: bf16 queries as given, for vdpbf16ps */
+  float *sbuf;                    /* [2][DTILE][16]: AMX's scores tiles, two kv heads in flight */
+  uint16_t *stage;                /* [DTILE][head_dim]: K rows staged for AMX */
+  uint32_t *qt;                   /* AMX's Qᵀ tiles of every kv head (lk_amx_q_tile) */
   bool guard[DLANES];
 } decode_scratch;
 
@@ -65,6 +71,12 @@ static LK_INLINE decode_scratch LK_ISA_SUFFIX(decode_scratch_at)(void *base, int
   t.tail = f;
   f += DLANES * DTILE;
   t.p = f;
+  f += DLANES * DTILE;
+  t.sbuf = f; /* AMX only: the plan counted these (attention_decode.c) */
+  f += 2 * DTILE * 16;
+  t.stage = (uint16_t *)f;
+  f += DTILE * LK_ATTENTION_MAX_HEAD_DIM / 2;
+  t.qt = (uint32_t *)f;
   return t;
 }
 
@@ -216,7 +228,8 @@ static void LK_ISA_SUFFIX(decode_pv_guarded)(const decode_scratch *t, int64_t ro
 /* The online softmax of one lane over the tile's scores (red/tail reduced here); returns whether
  * the lane has a key it does not see among the tile's first bk (PV must skip it). */
 static LK_INLINE bool LK_ISA_SUFFIX(decode_softmax)(const lk_attention_job *job, const decode_scratch *t, int64_t lane,
-                                                    int64_t row, int64_t token, int64_t head, int64_t j0, int64_t bk) {
+                                                    int64_t row, int64_t token, int64_t head, int64_t j0, int64_t bk,
+                                                    bool summed) {
   const lk_attention_params *p = &job->p;
   static const float iota[DTILE] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   const lk_vf lo = lk_v_set1(t->lo[row]), hi = lk_v_set1(t->hi[row]), minus_inf = lk_v_set1(-INFINITY);
@@ -226,8 +239,10 @@ static LK_INLINE bool LK_ISA_SUFFIX(decode_softmax)(const lk_attention_job *job,
   const bool inside = bk == DTILE && t->lo[row] <= (float)j0 && t->hi[row] >= (float)(j0 + DTILE - 1);
   for (int g = 0; g < DTILE / VL; g++) {
     const lk_vf j = lk_v_add(lk_v_set1((float)j0), lk_v_load_f32(iota + g * VL));
-    lk_vf s = lk_v_add(lk_v_hsum_lanes(t->red + (lane * DTILE + g * VL) * VL),
-                       lk_v_load_f32(t->tail + lane * DTILE + g * VL));
+    /* the scores in tail alone (AMX), or red's partial sums plus tail */
+    lk_vf s = summed ? lk_v_load_f32(t->tail + lane * DTILE + g * VL)
+                     : lk_v_add(lk_v_hsum_lanes(t->red + (lane * DTILE + g * VL) * VL),
+                                lk_v_load_f32(t->tail + lane * DTILE + g * VL));
     s = lk_v_mul(s, lk_v_set1(p->scale));
     if (p->softcap > 0.0f) s = lk_v_mul(lk_v_set1(p->softcap), lk_v_tanh(lk_v_div(s, lk_v_set1(p->softcap))));
     if (p->alibi_slopes) s = lk_v_fnmadd(lk_v_set1(t->slope[row]), lk_v_abs(lk_v_sub(lk_v_set1(t->pos[row]), j)), s);
@@ -333,6 +348,18 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
   const char *kh[DTILE], *vh[DTILE];
   int64_t lane_rows[DLANES];
   const char *next_k[DTILE], *next_v[DTILE], *pv_prefetch[DTILE], *no_prefetch[DTILE] = {NULL};
+#if defined(LK_DECODE_AMX)
+  /* AMX scores for bf16 (the plan checked head_dim and the scratch): Qᵀ packed once for the unit */
+  const bool amx = plan->amx && dtype == LK_DTYPE_BF16;
+  if (amx) {
+    lk_amx_configure(n);
+    for (int64_t h = 0; h < p->num_kv_heads; h++)
+      for (int64_t lane = 0; lane < n; lane++)
+        lk_amx_pack_q(t.qt, t.qb + (lane / group * heads + h * group + lane % group) * dp, lane, h, d);
+  }
+#else
+  const bool amx = false;
+#endif
   for (int64_t j0 = begin; j0 < end; j0 += DTILE) {
     const int64_t bk = end - j0 < DTILE ? end - j0 : DTILE;
     const int64_t next = end - (j0 + DTILE) < DTILE ? end - (j0 + DTILE) : DTILE;
@@ -342,6 +369,10 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
       lk_attention_kv_rows(job, false, seq, j0 + DTILE, next, 0, next_k);
       lk_attention_kv_rows(job, true, seq, j0 + DTILE, next, 0, next_v);
     }
+#if defined(LK_DECODE_AMX)
+    const int64_t amx_step = amx ? lk_amx_row_step(k_rows, bk) : 0;
+    if (amx) lk_amx_scores_start(0, t.sbuf, t.stage, t.qt, k_rows, bk, amx_step, 0, d);
+#endif
     for (int64_t h = 0; h < p->num_kv_heads; h++) {
       /* lane = token * group + g: row token * heads + h * group + g */
       for (int64_t lane = 0; lane < n; lane++) lane_rows[lane] = lane / group * heads + h * group + lane % group;
@@ -349,7 +380,17 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
         kh[jj] = k_rows[jj] + h * head_bytes;
         vh[jj] = v_rows[jj] + h * head_bytes;
       }
-      for (int64_t jj = 0; jj < DTILE; jj++) {
+#if defined(LK_DECODE_AMX)
+      if (amx) {
+        for (int64_t jj = 0; jj < next; jj++)
+          for (int64_t line = 0; line < head_bytes; line += 64) _mm_prefetch(next_k[jj] + h * head_bytes + line, _MM_HINT_T2);
+        if (h + 1 < p->num_kv_heads) /* the next kv head's scores run on AMX during this one's softmax and P·V */
+          lk_amx_scores_start((int)((h + 1) & 1), t.sbuf + ((h + 1) & 1) * DTILE * 16, t.stage, t.qt, k_rows, bk, amx_step,
+                              h + 1, d);
+        lk_amx_scores_finish(t.tail, t.sbuf + (h & 1) * DTILE * 16, n);
+      }
+#endif
+      for (int64_t jj = 0; jj < DTILE && !amx; jj++) {
         const char *next_key = LK_ISA_SUFFIX(decode_next_row)(next_k, next, h, jj, head_bytes);
         if (next_key)
           for (int64_t line = 0; line < head_bytes; line += 64) _mm_prefetch(next_key + line, _MM_HINT_T2);
@@ -372,7 +413,7 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
       }
       for (int64_t lane = 0; lane < n; lane++) {
         const int64_t r = lane_rows[lane];
-        t.guard[lane] = LK_ISA_SUFFIX(decode_softmax)(job, &t, lane, r, t0 + r / heads, r % heads, j0, bk);
+        t.guard[lane] = LK_ISA_SUFFIX(decode_softmax)(job, &t, lane, r, t0 + r / heads, r % heads, j0, bk, amx);
       }
       const int64_t dv = d / VL * VL;
       for (int64_t jj = 0; jj < DTILE; jj++)
@@ -402,6 +443,9 @@ static void LK_ISA_SUFFIX(decode_run)(const lk_attention_job *job, const lk_deco
     }
   }
 
+#if defined(LK_DECODE_AMX)
+  if (amx) _tile_release();
+#endif
   if (pairs) /* the outputs back in element order (decode_load_v) */
     for (int64_t r = 0; r < rows; r++)
       for (int64_t e = 0; e < d; e += 2 * VL) {

@@ -1,6 +1,9 @@
 /* Which ISA levels this CPU *and OS* can run. CPUID says what the core implements; XGETBV says
  * whether the OS saves the YMM/ZMM state on context switches, without which AVX code corrupts
  * registers of other threads (or faults). */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#  define _GNU_SOURCE /* syscall(), for the AMX permission below */
+#endif
 #include "lk_internal.h"
 
 #include <stdlib.h>
@@ -88,6 +91,39 @@ bool lk_cpu_has_avx512_bf16(void) {
   if (!cached) {
     const char *setting = getenv("LLMK_AVX512_BF16");
     cached = (setting && strcmp(setting, "0") == 0) || !detect_avx512_bf16() ? 1 : 2;
+  }
+  return cached == 2;
+}
+
+/* AMX with BF16 tiles (Sapphire Rapids and later): CPUID's AMX-TILE and AMX-BF16, the OS saving
+ * the tile state (XCR0 bits 17-18), and on Linux the process's permission to use it, which the
+ * kernel grants on request (arch_prctl ARCH_REQ_XCOMP_PERM; without it the first tile instruction
+ * faults). Only Linux is wired: elsewhere the decode kernel keeps vdpbf16ps. */
+#if LK_X86 && defined(__linux__) && defined(__GNUC__)
+#  include <sys/syscall.h>
+#  include <unistd.h>
+static bool detect_amx_bf16(void) {
+  if (!detect_avx512_bf16()) return false;
+  uint32_t r[4];
+  cpuid(7, 0, r);
+  const bool amx_bf16 = (r[3] >> 22) & 1, amx_tile = (r[3] >> 24) & 1;
+  if (!amx_bf16 || !amx_tile || (xgetbv0() & 0x60000) != 0x60000) return false;
+  enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+  return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+#else
+static bool detect_amx_bf16(void) { return false; }
+#endif
+
+/* AMX is opt-in: LLMK_AMX=1 in the environment. Asking Linux for the tile state raises the
+ * minimum signal stack of every thread of the process (AT_MINSIGSTKSZ, about 12 KB with AMX), and
+ * runtimes that give their threads small alternate signal stacks then fail to start threads: a
+ * library must not do that to its host unasked. The tests run it (native/tests/CMakeLists.txt). */
+bool lk_cpu_has_amx_bf16(void) {
+  static volatile int cached; /* 0 unknown, 1 no, 2 yes; the permission request is idempotent */
+  if (!cached) {
+    const char *setting = getenv("LLMK_AMX");
+    cached = setting && strcmp(setting, "1") == 0 && lk_cpu_has_avx512_bf16() && detect_amx_bf16() ? 2 : 1;
   }
   return cached == 2;
 }

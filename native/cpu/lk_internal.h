@@ -23,6 +23,7 @@ void lk_clear_error(void);
 
 uint32_t lk_detect_isas(void);
 bool lk_cpu_has_avx512_bf16(void);
+bool lk_cpu_has_amx_bf16(void);
 /* VZEROUPPER; only to be called on CPUs with AVX (see lk_context_enter). */
 void lk_avx_zeroupper(void);
 /* Parses LLMK_ISA; LK_ISA_AUTO when unset. Returns LK_ERR_INVALID_ARGUMENT on an unknown name. */
