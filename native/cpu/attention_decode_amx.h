@@ -52,10 +52,8 @@ static inline void lk_amx_configure(int64_t n) {
   _tile_loadconfig(&c);
 }
 
-/* Bytes of the packed Qᵀ of every kv head: (head_dim / 32) tiles of 16 x 64 bytes each. */
-static inline size_t lk_amx_q_bytes(int64_t kv_heads, int64_t d) { return (size_t)(kv_heads * (d / 32)) * 1024; }
-
-/* Tile B of Qᵀ for kv head h and 32-dim chunk c: row i holds the pair (q[2i], q[2i + 1]) of each lane. */
+/* Tile B of Qᵀ for kv head h and 32-dim chunk c: row i holds the pair (q[2i], q[2i + 1]) of each
+ * lane; 1 KB a tile, head_dim / 32 tiles a kv head (the plan counts them: attention_decode.c). */
 static inline uint32_t *lk_amx_q_tile(uint32_t *qt, int64_t h, int64_t c, int64_t d) { return qt + (h * (d / 32) + c) * 256; }
 
 /* Packs lane `lane` of kv head h from its bf16 query row. */

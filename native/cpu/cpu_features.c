@@ -102,8 +102,7 @@ bool lk_cpu_has_avx512_bf16(void) {
 #if LK_X86 && defined(__linux__) && defined(__GNUC__)
 #  include <sys/syscall.h>
 #  include <unistd.h>
-static bool detect_amx_bf16(void) {
-  if (!detect_avx512_bf16()) return false;
+static bool detect_amx_bf16(void) { /* after lk_cpu_has_avx512_bf16(): the kernel uses both */
   uint32_t r[4];
   cpuid(7, 0, r);
   const bool amx_bf16 = (r[3] >> 22) & 1, amx_tile = (r[3] >> 24) & 1;
