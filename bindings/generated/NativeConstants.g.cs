@@ -12,10 +12,18 @@ internal static partial class NativeConstants
     /// <c>LK_ABI_VERSION</c>: Bumped whenever a params struct, an enum value or a signature changes; the managed layer refuses
     /// a native library whose lk_abi_version() differs from the one its bindings were generated for.
     /// </summary>
-    [NativeTypeName("#define LK_ABI_VERSION 4")]
-    public const int AbiVersion = 4;
+    [NativeTypeName("#define LK_ABI_VERSION 5")]
+    public const int AbiVersion = 5;
 
     /// <summary><c>LK_NORM_WEIGHT_OFFSET_ONE</c>: Gemma stores w - 1: the kernel multiplies by (1 + w), computed in f32.</summary>
     [NativeTypeName("#define LK_NORM_WEIGHT_OFFSET_ONE 1u")]
     public const uint NormWeightOffsetOne = 1u;
+
+    /// <summary><c>LK_MOE_MAX_TOP_K</c></summary>
+    [NativeTypeName("#define LK_MOE_MAX_TOP_K 32")]
+    public const int MoeMaxTopK = 32;
+
+    /// <summary><c>LK_MOE_MAX_GROUPS</c></summary>
+    [NativeTypeName("#define LK_MOE_MAX_GROUPS 32")]
+    public const int MoeMaxGroups = 32;
 }

@@ -177,4 +177,10 @@ internal static unsafe partial class NativeMethods
     [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
     [return: NativeTypeName("lk_status")]
     internal static partial Status Attention([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_attention_params *")] AttentionParams* @params);
+
+    /// <summary><c>lk_moe_gating</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_moe_gating")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status MoeGating([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_moe_gating_params *")] MoeGatingParams* @params);
 }

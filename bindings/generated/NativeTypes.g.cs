@@ -889,3 +889,99 @@ internal unsafe partial struct AttentionParams
     [NativeTypeName("lk_dtype")]
     public Dtype Dtype;
 }
+
+/// <summary>
+/// <c>lk_moe_scoring</c>: ---- Mixture-of-experts gating -----------------------------------------------------------------
+/// Router logits [num_tokens, num_experts] -&gt; per token the top_k experts and their weights, in f32:
+///   SOFTMAX_TOPK  p = softmax(logits); select the top_k of p; w = p of the selected
+///                 (vLLM topk_softmax; Qwen-MoE, DeepSeek-V2, OLMoE)
+///   TOPK_SOFTMAX  select the top_k of the logits; w = softmax over those k (Mixtral)
+///   SIGMOID       p = sigmoid(logits); select the top_k of p + correction_bias (the bias only
+///                 chooses, DeepSeek-V3's aux-loss-free balancing); w = p of the selected
+/// Grouped selection (num_groups &gt; 1, any scheme): the experts form num_groups equal groups of
+/// consecutive ids; each group scores the sum of its top 2 selection scores when correction_bias is
+/// given, else its best one (vLLM grouped_topk); only the topk_groups best groups are searched.
+/// Then w /= sum(w) with LK_MOE_RENORMALIZE, and w *= routed_scaling_factor when it is not 0.
+/// Every ranking is by descending score, ties to the lower expert id (NaN ranks below -inf), so
+/// ids are always distinct and in [0, num_experts). Each token's ids and weights come out in
+/// descending weight order, ties to the lower id. Non-finite logits give the weights the formulas
+/// give (a NaN logit makes its token's softmax weights NaN). docs/moe.md has the contracts.
+/// </summary>
+internal enum MoeScoring
+{
+    /// <summary><c>LK_MOE_SOFTMAX_TOPK</c></summary>
+    MoeSoftmaxTopk = 0,
+
+    /// <summary><c>LK_MOE_TOPK_SOFTMAX</c></summary>
+    MoeTopkSoftmax = 1,
+
+    /// <summary><c>LK_MOE_SIGMOID</c></summary>
+    MoeSigmoid = 2,
+}
+
+/// <summary><c>lk_moe_flags</c></summary>
+internal enum MoeFlags
+{
+    /// <summary><c>LK_MOE_RENORMALIZE</c>: the k weights divided by their sum</summary>
+    MoeRenormalize = 1,
+}
+
+/// <summary><c>lk_moe_gating_params</c></summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct MoeGatingParams
+{
+    /// <summary><c>logits</c>: [num_tokens, logits_stride], dtype</summary>
+    [NativeTypeName("const void *")]
+    public void* Logits;
+
+    /// <summary><c>weights</c>: [num_tokens, top_k]</summary>
+    [NativeTypeName("float *")]
+    public float* Weights;
+
+    /// <summary><c>expert_ids</c>: [num_tokens, top_k]</summary>
+    [NativeTypeName("int32_t *")]
+    public int* ExpertIds;
+
+    /// <summary><c>correction_bias</c>: [num_experts] or NULL: added to the scores for selection only</summary>
+    [NativeTypeName("const float *")]
+    public float* CorrectionBias;
+
+    /// <summary><c>num_tokens</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumTokens;
+
+    /// <summary><c>num_experts</c>: 1..</summary>
+    [NativeTypeName("int64_t")]
+    public long NumExperts;
+
+    /// <summary><c>top_k</c>: 1..min(32, num_experts)</summary>
+    [NativeTypeName("int64_t")]
+    public long TopK;
+
+    /// <summary><c>logits_stride</c>: elements between tokens; 0 = num_experts</summary>
+    [NativeTypeName("int64_t")]
+    public long LogitsStride;
+
+    /// <summary><c>num_groups</c>: 0 or 1: no grouping; else 2..32, dividing num_experts</summary>
+    [NativeTypeName("int64_t")]
+    public long NumGroups;
+
+    /// <summary><c>topk_groups</c>: 1..num_groups groups searched when grouping</summary>
+    [NativeTypeName("int64_t")]
+    public long TopkGroups;
+
+    /// <summary><c>routed_scaling_factor</c>: 0: none (1)</summary>
+    public float RoutedScalingFactor;
+
+    /// <summary><c>scoring</c></summary>
+    [NativeTypeName("lk_moe_scoring")]
+    public MoeScoring Scoring;
+
+    /// <summary><c>flags</c>: lk_moe_flags</summary>
+    [NativeTypeName("uint32_t")]
+    public uint Flags;
+
+    /// <summary><c>dtype</c>: of the logits</summary>
+    [NativeTypeName("lk_dtype")]
+    public Dtype Dtype;
+}

@@ -152,9 +152,12 @@ static LK_INLINE lk_vf lk_v_round(lk_vf a) { return _mm256_round_ps(a, _MM_FROUN
 static LK_INLINE lk_vmask lk_v_cmp_lt(lk_vf a, lk_vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
 static LK_INLINE lk_vmask lk_v_cmp_gt(lk_vf a, lk_vf b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
 static LK_INLINE lk_vmask lk_v_cmp_nan(lk_vf a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
+static LK_INLINE lk_vmask lk_v_cmp_eq(lk_vf a, lk_vf b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
 /* mask ? a : b, per lane. */
 static LK_INLINE lk_vf lk_v_select(lk_vmask mask, lk_vf a, lk_vf b) { return _mm256_blendv_ps(b, a, mask); }
 static LK_INLINE bool lk_v_mask_any(lk_vmask mask) { return _mm256_movemask_ps(mask) != 0; }
+/* Bit i set when lane i of the mask is. */
+static LK_INLINE uint32_t lk_v_mask_bits(lk_vmask mask) { return (uint32_t)_mm256_movemask_ps(mask); }
 /* Integer view for bit tricks (exponent construction in exp). */
 typedef __m256i lk_vi;
 static LK_INLINE lk_vi lk_v_cvt_i32(lk_vf a) { return _mm256_cvtps_epi32(a); } /* nearest, ties even */

@@ -159,8 +159,11 @@ static LK_INLINE lk_vf lk_v_round(lk_vf a) { return _mm512_roundscale_ps(a, _MM_
 static LK_INLINE lk_vmask lk_v_cmp_lt(lk_vf a, lk_vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
 static LK_INLINE lk_vmask lk_v_cmp_gt(lk_vf a, lk_vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
 static LK_INLINE lk_vmask lk_v_cmp_nan(lk_vf a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+static LK_INLINE lk_vmask lk_v_cmp_eq(lk_vf a, lk_vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
 static LK_INLINE lk_vf lk_v_select(lk_vmask mask, lk_vf a, lk_vf b) { return _mm512_mask_blend_ps(mask, b, a); }
 static LK_INLINE bool lk_v_mask_any(lk_vmask mask) { return mask != 0; }
+/* Bit i set when lane i of the mask is. */
+static LK_INLINE uint32_t lk_v_mask_bits(lk_vmask mask) { return (uint32_t)mask; }
 typedef __m512i lk_vi;
 static LK_INLINE lk_vi lk_v_cvt_i32(lk_vf a) { return _mm512_cvtps_epi32(a); }
 static LK_INLINE lk_vf lk_v_cvt_f32(lk_vi a) { return _mm512_cvtepi32_ps(a); }

@@ -31,7 +31,7 @@ extern "C" {
 
 /* Bumped whenever a params struct, an enum value or a signature changes; the managed layer refuses
  * a native library whose lk_abi_version() differs from the one its bindings were generated for. */
-#define LK_ABI_VERSION 4
+#define LK_ABI_VERSION 5
 
 typedef enum lk_status {
   LK_OK = 0,
@@ -456,6 +456,53 @@ typedef struct lk_attention_params {
 } lk_attention_params;
 
 LK_API lk_status lk_attention(lk_cpu_context *context, const lk_attention_params *params);
+
+/* ---- Mixture-of-experts gating -----------------------------------------------------------------
+ * Router logits [num_tokens, num_experts] -> per token the top_k experts and their weights, in f32:
+ *   SOFTMAX_TOPK  p = softmax(logits); select the top_k of p; w = p of the selected
+ *                 (vLLM topk_softmax; Qwen-MoE, DeepSeek-V2, OLMoE)
+ *   TOPK_SOFTMAX  select the top_k of the logits; w = softmax over those k (Mixtral)
+ *   SIGMOID       p = sigmoid(logits); select the top_k of p + correction_bias (the bias only
+ *                 chooses, DeepSeek-V3's aux-loss-free balancing); w = p of the selected
+ * Grouped selection (num_groups > 1, any scheme): the experts form num_groups equal groups of
+ * consecutive ids; each group scores the sum of its top 2 selection scores when correction_bias is
+ * given, else its best one (vLLM grouped_topk); only the topk_groups best groups are searched.
+ * Then w /= sum(w) with LK_MOE_RENORMALIZE, and w *= routed_scaling_factor when it is not 0.
+ * Every ranking is by descending score, ties to the lower expert id (NaN ranks below -inf), so
+ * ids are always distinct and in [0, num_experts). Each token's ids and weights come out in
+ * descending weight order, ties to the lower id. Non-finite logits give the weights the formulas
+ * give (a NaN logit makes its token's softmax weights NaN). docs/moe.md has the contracts. */
+typedef enum lk_moe_scoring {
+  LK_MOE_SOFTMAX_TOPK = 0,
+  LK_MOE_TOPK_SOFTMAX = 1,
+  LK_MOE_SIGMOID = 2
+} lk_moe_scoring;
+
+typedef enum lk_moe_flags {
+  LK_MOE_RENORMALIZE = 1 /* the k weights divided by their sum */
+} lk_moe_flags;
+
+typedef struct lk_moe_gating_params {
+  const void *logits;            /* [num_tokens, logits_stride], dtype */
+  float *weights;                /* [num_tokens, top_k] */
+  int32_t *expert_ids;           /* [num_tokens, top_k] */
+  const float *correction_bias;  /* [num_experts] or NULL: added to the scores for selection only */
+  int64_t num_tokens;
+  int64_t num_experts;           /* 1.. */
+  int64_t top_k;                 /* 1..min(32, num_experts) */
+  int64_t logits_stride;         /* elements between tokens; 0 = num_experts */
+  int64_t num_groups;            /* 0 or 1: no grouping; else 2..32, dividing num_experts */
+  int64_t topk_groups;           /* 1..num_groups groups searched when grouping */
+  float routed_scaling_factor;   /* 0: none (1) */
+  lk_moe_scoring scoring;
+  uint32_t flags;                /* lk_moe_flags */
+  lk_dtype dtype;                /* of the logits */
+} lk_moe_gating_params;
+
+#define LK_MOE_MAX_TOP_K 32
+#define LK_MOE_MAX_GROUPS 32
+
+LK_API lk_status lk_moe_gating(lk_cpu_context *context, const lk_moe_gating_params *params);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,3 @@
+/* MoE gating for AVX-512 F/BW/DQ/VL (compiled with those flags only; chosen at run time). */
+#include "simd_avx512.h"
+#include "moe_simd.h"
