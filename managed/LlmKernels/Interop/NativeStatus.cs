@@ -59,6 +59,14 @@ internal static unsafe class NativeStatus
             "cache.key_cache" => "keyCache",
             "cache.value_cache" => "valueCache",
             _ when name.StartsWith("cache", StringComparison.Ordinal) => "layout",
+            // MoE gating (Moe.Gating).
+            "num_tokens" => "numTokens",
+            "num_experts" => "numExperts",
+            "top_k" => "topK",
+            "expert_ids" => "expertIds",
+            "logits_stride" => "logitsStride",
+            "correction_bias" => "correctionBias",
+            "num_groups" or "topk_groups" or "scoring" or "flags" or "routed_scaling_factor" => "options",
             _ => name,
         };
     }
