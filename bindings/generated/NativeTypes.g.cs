@@ -902,10 +902,13 @@ internal unsafe partial struct AttentionParams
 /// consecutive ids; each group scores the sum of its top 2 selection scores when correction_bias is
 /// given, else its best one (vLLM grouped_topk); only the topk_groups best groups are searched.
 /// Then w /= sum(w) with LK_MOE_RENORMALIZE, and w *= routed_scaling_factor when it is not 0.
-/// Every ranking is by descending score, ties to the lower expert id (NaN ranks below -inf), so
-/// ids are always distinct and in [0, num_experts). Each token's ids and weights come out in
-/// descending weight order, ties to the lower id. Non-finite logits give the weights the formulas
-/// give (a NaN logit makes its token's softmax weights NaN). docs/moe.md has the contracts.
+/// Experts are ranked by their selection score: score + correction_bias with a bias, else the
+/// logit itself (softmax's and sigmoid's p increase with it: the same order as p, exactly). Every
+/// ranking is by descending score, ties to the lower expert id (NaN ranks below -inf), so ids are
+/// always distinct and in [0, num_experts). Each token's ids and weights come out in descending
+/// weight order, ties to the lower id. Non-finite logits give the weights the formulas give (a NaN
+/// logit makes its token's softmax weights NaN, and with a bias its selection scores: all tie).
+/// docs/moe.md has the contracts.
 /// </summary>
 internal enum MoeScoring
 {
