@@ -65,15 +65,6 @@ static const char *scheme_label(lk_moe_scoring s) {
   return "?";
 }
 
-static guarded_buffer alloc_or_die(size_t bytes, guard_edge edge) {
-  guarded_buffer b = guarded_alloc(bytes, edge);
-  if (!b.data && bytes) {
-    fprintf(stderr, "guarded_alloc of %zu bytes failed\n", bytes);
-    exit(2);
-  }
-  return b;
-}
-
 /* ---- cases ----------------------------------------------------------------------------------- */
 
 typedef enum pattern {
@@ -573,8 +564,8 @@ static outputs outputs_alloc(int64_t count, int layout) {
   o.count = count;
   o.slack = layout == 0 ? 0 : 5;
   guard_edge edge = layout == 2 ? GUARD_EDGE_START : GUARD_EDGE_END;
-  o.w_buffer = alloc_or_die((size_t)(count + o.slack) * sizeof(float), edge);
-  o.id_buffer = alloc_or_die((size_t)(count + o.slack) * sizeof(int32_t), edge);
+  o.w_buffer = guarded_alloc_or_exit((size_t)(count + o.slack) * sizeof(float), edge);
+  o.id_buffer = guarded_alloc_or_exit((size_t)(count + o.slack) * sizeof(int32_t), edge);
   o.weights = o.w_buffer.data;
   o.ids = o.id_buffer.data;
   tensor_poison(LK_DTYPE_F32, o.weights, count + o.slack);
@@ -654,13 +645,13 @@ static void run_case(const moe_case *c, const case_options *o) {
   rng r = rng_seeded(seed);
   token *t = &token_scratch;
 
-  guarded_buffer bias = alloc_or_die((size_t)E * sizeof(float), GUARD_EDGE_END);
+  guarded_buffer bias = guarded_alloc_or_exit((size_t)E * sizeof(float), GUARD_EDGE_END);
   fill_bias(c, &r, bias.data);
   guarded_make_read_only(&bias);
   const float *bias_values = c->bias ? bias.data : NULL;
 
   int64_t logit_count = T > 0 ? (T - 1) * stride + E : 0;
-  guarded_buffer logits = alloc_or_die((size_t)logit_count * size, GUARD_EDGE_END);
+  guarded_buffer logits = guarded_alloc_or_exit((size_t)logit_count * size, GUARD_EDGE_END);
   for (int64_t i = 0; i < logit_count; i++) tensor_store(c->dtype, logits.data, i, INFINITY); /* the gaps */
   reference *refs = malloc((size_t)(T > 0 ? T : 1) * sizeof *refs);
   float values[MAX_E];

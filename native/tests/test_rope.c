@@ -71,15 +71,6 @@ typedef struct rope_buffers {
   int64_t q_stride, k_stride;
 } rope_buffers;
 
-static guarded_buffer alloc_or_die(size_t bytes, guard_edge edge) {
-  guarded_buffer b = guarded_alloc(bytes, edge);
-  if (!b.data && bytes) {
-    fprintf(stderr, "guarded_alloc of %zu bytes failed\n", bytes);
-    exit(2);
-  }
-  return b;
-}
-
 static rope_buffers buffers_alloc(const rope_case *c) {
   rope_buffers b;
   memset(&b, 0, sizeof b);
@@ -90,15 +81,15 @@ static rope_buffers buffers_alloc(const rope_case *c) {
     b.q_offset = 0;
     b.k_offset = c->num_heads * d;
     b.main_count = c->tokens * b.q_stride; /* the last token's padding ends at the guard page */
-    b.main = alloc_or_die((size_t)b.main_count * size, c->edge);
+    b.main = guarded_alloc_or_exit((size_t)b.main_count * size, c->edge);
   } else {
     b.q_stride = c->num_heads * d + c->pad;
     b.main_count = span_elements(c->tokens, b.q_stride, c->num_heads * d);
-    b.main = alloc_or_die((size_t)b.main_count * size, c->edge);
+    b.main = guarded_alloc_or_exit((size_t)b.main_count * size, c->edge);
     if (kv) {
       b.k_stride = kv * d + c->pad;
       b.k_count = span_elements(c->tokens, b.k_stride, kv * d);
-      b.k = alloc_or_die((size_t)b.k_count * size, c->edge);
+      b.k = guarded_alloc_or_exit((size_t)b.k_count * size, c->edge);
     }
   }
   return b;
@@ -166,13 +157,13 @@ static void make_inputs(const rope_case *c, uint64_t seed, rope_inputs *in) {
     tensor_poison(c->dtype, (char *)in->x.k.data + (t * in->x.k_stride + c->num_kv_heads * c->head_dim) * (int64_t)size,
                   in->x.k_stride - c->num_kv_heads * c->head_dim);
 
-  in->cache = alloc_or_die((size_t)(c->max_position * in->rot) * sizeof(float), c->edge);
+  in->cache = guarded_alloc_or_exit((size_t)(c->max_position * in->rot) * sizeof(float), c->edge);
   float *cache = in->cache.data;
   for (int64_t i = 0; i < c->max_position * in->rot; i++) cache[i] = rng_uniform(&r, -1.0f, 1.0f);
   guarded_make_read_only(&in->cache);
 
   size_t position_size = c->position_type == LK_INDEX_I64 ? 8 : 4;
-  in->positions = alloc_or_die((size_t)c->tokens * position_size, c->edge);
+  in->positions = guarded_alloc_or_exit((size_t)c->tokens * position_size, c->edge);
   in->position_values = malloc((size_t)(c->tokens > 0 ? c->tokens : 1) * sizeof(int64_t));
   for (int64_t t = 0; t < c->tokens; t++) {
     int64_t pos = (int64_t)rng_below(&r, (uint32_t)c->max_position);
@@ -474,7 +465,7 @@ static void test_positions_out_of_range(void) {
       for (size_t v = 0; v < sizeof bad_values / sizeof bad_values[0]; v++) {
         if (c.position_type == LK_INDEX_I32 && (bad_values[v] > INT32_MAX || bad_values[v] < INT32_MIN)) continue;
         for (int64_t t = 0; t < c.tokens; t += c.tokens - 1) {
-          guarded_buffer positions = alloc_or_die((size_t)c.tokens * 8, GUARD_EDGE_END);
+          guarded_buffer positions = guarded_alloc_or_exit((size_t)c.tokens * 8, GUARD_EDGE_END);
           for (int64_t u = 0; u < c.tokens; u++) {
             int64_t pos = u == t ? bad_values[v] : in.position_values[u];
             if (c.position_type == LK_INDEX_I64) ((int64_t *)positions.data)[u] = pos;
@@ -508,7 +499,7 @@ static void test_positions_out_of_range(void) {
 static void test_cache_ends(void) {
   for (int k = 0; k < isa_count; k++) {
     const int64_t max_position = 5, rot = 8, tokens = 4;
-    guarded_buffer cache = alloc_or_die((size_t)(max_position * rot) * 4, GUARD_EDGE_END);
+    guarded_buffer cache = guarded_alloc_or_exit((size_t)(max_position * rot) * 4, GUARD_EDGE_END);
     float *cs = cache.data;
     for (int64_t p = 0; p < max_position; p++)
       for (int64_t j = 0; j < rot / 2; j++) {

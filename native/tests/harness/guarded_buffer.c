@@ -5,6 +5,8 @@
 #include "guarded_buffer.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #if defined(_WIN32)
 #  define WIN32_LEAN_AND_MEAN
@@ -97,4 +99,13 @@ void guarded_free(guarded_buffer *buffer) {
   buffer->bytes = 0;
   buffer->mapping = NULL;
   buffer->mapping_bytes = 0;
+}
+
+guarded_buffer guarded_alloc_or_exit(size_t bytes, guard_edge edge) {
+  guarded_buffer b = guarded_alloc(bytes, edge);
+  if (!b.data && bytes) {
+    fprintf(stderr, "guarded_alloc of %zu bytes failed\n", bytes);
+    exit(2);
+  }
+  return b;
 }

@@ -21,6 +21,8 @@ typedef struct guarded_buffer {
 
 /* bytes may be 0: data then points at the guard page itself, so any access faults. */
 guarded_buffer guarded_alloc(size_t bytes, guard_edge edge);
+/* guarded_alloc, or the test exits (status 2) naming the size: for tests that cannot go on without it. */
+guarded_buffer guarded_alloc_or_exit(size_t bytes, guard_edge edge);
 /* Makes the data read-only, so a kernel that writes to an input it declares const faults. */
 int guarded_make_read_only(guarded_buffer *buffer);
 void guarded_free(guarded_buffer *buffer);
