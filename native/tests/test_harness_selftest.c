@@ -181,6 +181,11 @@ static void test_message_names(void) {
   CHECK(!message_names("every", "y"));
   CHECK(!message_names(NULL, "y"));
   CHECK(message_names("bad weight_dtype", "weight_dtype") && !message_names("bad weight_dtype", "dtype"));
+  CHECK(message_starts_with_name("top_k: 9 is outside [1, 8]", "top_k"));
+  CHECK(message_starts_with_name("top_k: 9 is outside [1, 8]", "topk_groups|top_k"));
+  CHECK(!message_starts_with_name("top_k: 9", "top"));
+  CHECK(!message_starts_with_name("bad top_k: 9", "top_k"));
+  CHECK(!message_starts_with_name(NULL, "top_k"));
 }
 
 #if !defined(_WIN32)

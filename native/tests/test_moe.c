@@ -742,6 +742,16 @@ static float spread_for(lk_moe_scoring s, long n) {
   }
 }
 
+/* The k the sweeps try for E experts: 1, 2, 8 and min(MAX_K, E), those up to E and each once,
+ * ascending; returns how many. */
+static int k_values(int64_t E, int64_t ks[4]) {
+  const int64_t all[4] = {1, 2, 8, E < MAX_K ? E : MAX_K};
+  int n = 0;
+  for (int i = 0; i < 4; i++)
+    if (all[i] <= E && (n == 0 || all[i] > ks[n - 1])) ks[n++] = all[i];
+  return n;
+}
+
 static void test_sweep(void) {
   static const int64_t expert_counts[] = {1, 2, 7, 8, 33, 60, 64, 128, 160, 256, 384};
   static const int64_t token_counts[] = {0, 1, 3, 17, 100};
@@ -753,12 +763,10 @@ static void test_sweep(void) {
           for (int scaled = 0; scaled < 2; scaled++)
             for (size_t ei = 0; ei < sizeof expert_counts / sizeof expert_counts[0]; ei++) {
               const int64_t E = expert_counts[ei];
-              const int64_t ks[4] = {1, 2, 8, E < MAX_K ? E : MAX_K};
-              int64_t previous = 0;
-              for (int ki = 0; ki < 4; ki++) {
-                int64_t k = ks[ki];
-                if (k > E || k <= previous) continue;
-                previous = k;
+              int64_t ks[4];
+              const int k_count = k_values(E, ks);
+              for (int ki = 0; ki < k_count; ki++) {
+                const int64_t k = ks[ki];
                 moe_case c;
                 memset(&c, 0, sizeof c);
                 c.scoring = schemes[s];
@@ -892,12 +900,10 @@ static void test_ties(void) {
         for (int renormalize = 0; renormalize < 2; renormalize++)
           for (size_t ei = 0; ei < sizeof expert_counts / sizeof expert_counts[0]; ei++) {
             const int64_t E = expert_counts[ei];
-            const int64_t ks[4] = {1, 2, 8, E < MAX_K ? E : MAX_K};
-            int64_t previous = 0;
-            for (int ki = 0; ki < 4; ki++) {
-              int64_t k = ks[ki];
-              if (k > E || k <= previous) continue;
-              previous = k;
+            int64_t ks[4];
+            const int k_count = k_values(E, ks);
+            for (int ki = 0; ki < k_count; ki++) {
+              const int64_t k = ks[ki];
               moe_case c;
               memset(&c, 0, sizeof c);
               c.scoring = schemes[s];
@@ -1122,21 +1128,6 @@ static void poison_arguments(argument_buffers *b) {
   for (int i = 0; i < A_TOKENS * A_K; i++) b->ids[i] = ID_POISON;
 }
 
-static bool starts_with_name(const char *message, const char *names) {
-  char word[64];
-  while (*names) {
-    size_t length = strcspn(names, "|");
-    if (length > 0 && length < sizeof word) {
-      memcpy(word, names, length);
-      word[length] = '\0';
-      if (strncmp(message, word, length) == 0 && (message[length] == ':' || message[length] == ' ')) return true;
-    }
-    names += length;
-    if (*names == '|') names++;
-  }
-  return false;
-}
-
 /* Refused with a message that starts with `name`, and nothing written anywhere. */
 static void expect_rejected(lk_cpu_context *context, const lk_moe_gating_params *p, argument_buffers *b,
                             const char *name, const char *what) {
@@ -1149,7 +1140,7 @@ static void expect_rejected(lk_cpu_context *context, const lk_moe_gating_params 
   const char *last = lk_last_error();
   snprintf(message, sizeof message, "%s", last ? last : "");
   if (CHECK_INVALID(status, name))
-    CHECKF(starts_with_name(message, name), "the message \"%s\" does not start with '%s'", message, name);
+    CHECKF(message_starts_with_name(message, name), "the message \"%s\" does not start with '%s'", message, name);
   CHECKF(memcmp(&before, b, sizeof before) == 0, "a refused call wrote to its buffers");
   check_context_pop();
 }

@@ -21,20 +21,30 @@ bool message_names(const char *message, const char *name) {
   return false;
 }
 
-static bool message_names_any(const char *message, const char *names) {
+/* Whether match(message, word) holds for one of the words of a '|'-separated list. */
+static bool any_name(const char *message, const char *names, bool (*match)(const char *, const char *)) {
   char word[64];
   while (*names) {
     size_t length = strcspn(names, "|");
     if (length > 0 && length < sizeof word) {
       memcpy(word, names, length);
       word[length] = '\0';
-      if (message_names(message, word)) return true;
+      if (match(message, word)) return true;
     }
     names += length;
     if (*names == '|') names++;
   }
   return false;
 }
+
+static bool message_names_any(const char *message, const char *names) { return any_name(message, names, message_names); }
+
+static bool leads_with(const char *message, const char *name) {
+  size_t length = strlen(name);
+  return message && strncmp(message, name, length) == 0 && (message[length] == ':' || message[length] == ' ');
+}
+
+bool message_starts_with_name(const char *message, const char *names) { return any_name(message, names, leads_with); }
 
 /* Copied before anything else calls into the library: the pointer is only valid until then. */
 static void copy_last_error(char *out, size_t capacity) {

@@ -12,6 +12,10 @@
  * identifier (or the ends of the string). */
 bool message_names(const char *message, const char *name);
 
+/* True when `message` starts with one of the words of a '|'-separated list of names, followed by
+ * ':' or ' ' ("top_k: 9 is outside ..."): the native convention of naming the argument first. */
+bool message_starts_with_name(const char *message, const char *names);
+
 /* True when `word` occurs anywhere in `text`, ignoring ASCII case. */
 bool contains_ignoring_case(const char *text, const char *word);
 
