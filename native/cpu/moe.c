@@ -1,5 +1,5 @@
-/* lk_moe_gating: argument checks, then tokens split over the context's threads. The contract is
- * the header's and docs/moe.md's.
+/* lk_moe_gating: argument checks, then tokens split over the context's threads and run by the
+ * context's ISA variant. The contract is the header's and docs/moe.md's.
  *
  * Per token, in f32, reading the logits row at most three times and allocating nothing:
  *   1. softmax's max and sum (SOFTMAX_TOPK only);
@@ -9,8 +9,9 @@
  *      expert for the usual k << E;
  *   4. the weights, renormalisation, scaling, and the k pairs sorted by weight.
  * Every ranking uses one total order (moe_better): higher score first, NaN below everything,
- * ties to the lower index. The same scalar code serves every ISA, so ids and weights are
- * identical on all of them. */
+ * ties to the lower index. This is the scalar kernel and the reference the AVX2/AVX-512 ones
+ * (moe_simd.h) are tested against; each kernel gives equal logits equal scores, so exact ties
+ * resolve alike on every ISA. */
 #include "moe.h"
 
 #include <string.h>
