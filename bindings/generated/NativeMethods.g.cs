@@ -183,4 +183,22 @@ internal static unsafe partial class NativeMethods
     [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
     [return: NativeTypeName("lk_status")]
     internal static partial Status MoeGating([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_moe_gating_params *")] MoeGatingParams* @params);
+
+    /// <summary><c>lk_moe_routing</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_moe_routing")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status MoeRouting([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_moe_routing_params *")] MoeRoutingParams* @params);
+
+    /// <summary><c>lk_moe_permute</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_moe_permute")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status MoePermute([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_moe_permute_params *")] MoePermuteParams* @params);
+
+    /// <summary><c>lk_moe_combine</c></summary>
+    [LibraryImport(LibraryNames.Cpu, EntryPoint = "lk_moe_combine")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status MoeCombine([NativeTypeName("lk_cpu_context *")] nint context, [NativeTypeName("const lk_moe_combine_params *")] MoeCombineParams* @params);
 }

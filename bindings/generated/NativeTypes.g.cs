@@ -988,3 +988,178 @@ internal unsafe partial struct MoeGatingParams
     [NativeTypeName("lk_dtype")]
     public Dtype Dtype;
 }
+
+/// <summary>
+/// <c>lk_moe_routing_params</c>: ---- Mixture-of-experts routing plan, permute and combine --------------------------------------
+/// A token's top_k choices are its slots: slot s = t * top_k + j is token t's j-th expert,
+/// expert_ids[s]. The plan orders the slots routed to this process's experts [expert_begin,
+/// expert_end) by expert, stable (ascending slot order inside an expert, so token order is kept),
+/// for grouped expert GEMMs; each expert's rows are one contiguous segment of the expert-ordered
+/// buffer, optionally padded to a multiple of block_size rows (vLLM's moe_align_block_size):
+///   expert_counts[e]       slots routed to local expert e (e = id - expert_begin), unpadded
+///   expert_offsets[e]      the first row of expert e's segment; expert_offsets[local] = rows in all
+///   sorted_slots[r]        the slot row r holds, or -1 for a padding row (r &lt; rows; the rest untouched)
+///   slot_rows[s]           optional, the inverse: the row of slot s, or -1 when its expert is not
+///                          local (expert parallelism: routed to another process)
+///   block_experts[b]       optional with block_size &gt; 1: the expert id (global) of rows
+///                          [b * block_size, (b + 1) * block_size), for b &lt; rows / block_size
+/// sorted_capacity must hold the worst case, num_tokens * top_k + local * (block_size - 1) (vLLM's
+/// max_num_tokens_padded), and the whole plan must fit int32. Every id is checked first: one outside
+/// [0, num_experts) fails the call naming expert_ids, before anything is written.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct MoeRoutingParams
+{
+    /// <summary><c>expert_ids</c>: [num_tokens, top_k], lk_moe_gating's</summary>
+    [NativeTypeName("const int32_t *")]
+    public int* ExpertIds;
+
+    /// <summary><c>num_tokens</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumTokens;
+
+    /// <summary><c>top_k</c>: 1..</summary>
+    [NativeTypeName("int64_t")]
+    public long TopK;
+
+    /// <summary><c>num_experts</c>: 1..; every id in [0, num_experts)</summary>
+    [NativeTypeName("int64_t")]
+    public long NumExperts;
+
+    /// <summary><c>expert_begin</c>: the local experts [expert_begin, expert_end);</summary>
+    [NativeTypeName("int64_t")]
+    public long ExpertBegin;
+
+    /// <summary><c>expert_end</c>: both 0: all of them</summary>
+    [NativeTypeName("int64_t")]
+    public long ExpertEnd;
+
+    /// <summary><c>block_size</c>: 0 or 1: no padding; else segments padded to a multiple</summary>
+    [NativeTypeName("int64_t")]
+    public long BlockSize;
+
+    /// <summary><c>expert_counts</c>: [local]</summary>
+    [NativeTypeName("int32_t *")]
+    public int* ExpertCounts;
+
+    /// <summary><c>expert_offsets</c>: [local + 1]</summary>
+    [NativeTypeName("int32_t *")]
+    public int* ExpertOffsets;
+
+    /// <summary><c>sorted_slots</c>: [sorted_capacity]</summary>
+    [NativeTypeName("int32_t *")]
+    public int* SortedSlots;
+
+    /// <summary><c>sorted_capacity</c></summary>
+    [NativeTypeName("int64_t")]
+    public long SortedCapacity;
+
+    /// <summary><c>slot_rows</c>: [num_tokens, top_k] or NULL</summary>
+    [NativeTypeName("int32_t *")]
+    public int* SlotRows;
+
+    /// <summary><c>block_experts</c>: [sorted_capacity / block_size] or NULL</summary>
+    [NativeTypeName("int32_t *")]
+    public int* BlockExperts;
+}
+
+/// <summary>
+/// <c>lk_moe_permute_params</c>: Permute: output row r = input row sorted_slots[r] / top_k (the token of that slot), in the
+/// rows' dtype (any: rows are copied bit for bit); a padding row (-1) is written as zeros.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct MoePermuteParams
+{
+    /// <summary><c>input</c>: [num_tokens, input_stride]</summary>
+    [NativeTypeName("const void *")]
+    public void* Input;
+
+    /// <summary><c>output</c>: [num_rows, output_stride]</summary>
+    [NativeTypeName("void *")]
+    public void* Output;
+
+    /// <summary><c>sorted_slots</c>: [num_rows], each -1 or in [0, num_tokens * top_k)</summary>
+    [NativeTypeName("const int32_t *")]
+    public int* SortedSlots;
+
+    /// <summary><c>num_tokens</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumTokens;
+
+    /// <summary><c>top_k</c></summary>
+    [NativeTypeName("int64_t")]
+    public long TopK;
+
+    /// <summary><c>num_rows</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumRows;
+
+    /// <summary><c>hidden</c>: elements per row, 1..</summary>
+    [NativeTypeName("int64_t")]
+    public long Hidden;
+
+    /// <summary><c>input_stride</c>: 0 = hidden</summary>
+    [NativeTypeName("int64_t")]
+    public long InputStride;
+
+    /// <summary><c>output_stride</c>: 0 = hidden</summary>
+    [NativeTypeName("int64_t")]
+    public long OutputStride;
+
+    /// <summary><c>dtype</c></summary>
+    [NativeTypeName("lk_dtype")]
+    public Dtype Dtype;
+}
+
+/// <summary>
+/// <c>lk_moe_combine_params</c>: Combine: output[t] = sum over j of weights[t, j] * expert_output[slot_rows[t * top_k + j]],
+/// accumulated in f32 in slot order and rounded once to dtype; a slot whose row is -1 (routed to
+/// another process) adds nothing, and a token with none writes zeros.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe partial struct MoeCombineParams
+{
+    /// <summary><c>expert_output</c>: [num_rows, expert_stride], expert order</summary>
+    [NativeTypeName("const void *")]
+    public void* ExpertOutput;
+
+    /// <summary><c>weights</c>: [num_tokens, top_k]</summary>
+    [NativeTypeName("const float *")]
+    public float* Weights;
+
+    /// <summary><c>slot_rows</c>: [num_tokens, top_k], each -1 or in [0, num_rows)</summary>
+    [NativeTypeName("const int32_t *")]
+    public int* SlotRows;
+
+    /// <summary><c>output</c>: [num_tokens, output_stride]</summary>
+    [NativeTypeName("void *")]
+    public void* Output;
+
+    /// <summary><c>num_tokens</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumTokens;
+
+    /// <summary><c>top_k</c></summary>
+    [NativeTypeName("int64_t")]
+    public long TopK;
+
+    /// <summary><c>num_rows</c></summary>
+    [NativeTypeName("int64_t")]
+    public long NumRows;
+
+    /// <summary><c>hidden</c>: 1..</summary>
+    [NativeTypeName("int64_t")]
+    public long Hidden;
+
+    /// <summary><c>expert_stride</c>: 0 = hidden</summary>
+    [NativeTypeName("int64_t")]
+    public long ExpertStride;
+
+    /// <summary><c>output_stride</c>: 0 = hidden</summary>
+    [NativeTypeName("int64_t")]
+    public long OutputStride;
+
+    /// <summary><c>dtype</c>: of expert_output and output</summary>
+    [NativeTypeName("lk_dtype")]
+    public Dtype Dtype;
+}

@@ -31,7 +31,7 @@ extern "C" {
 
 /* Bumped whenever a params struct, an enum value or a signature changes; the managed layer refuses
  * a native library whose lk_abi_version() differs from the one its bindings were generated for. */
-#define LK_ABI_VERSION 5
+#define LK_ABI_VERSION 6
 
 typedef enum lk_status {
   LK_OK = 0,
@@ -506,6 +506,76 @@ typedef struct lk_moe_gating_params {
 #define LK_MOE_MAX_GROUPS 32
 
 LK_API lk_status lk_moe_gating(lk_cpu_context *context, const lk_moe_gating_params *params);
+
+/* ---- Mixture-of-experts routing plan, permute and combine --------------------------------------
+ * A token's top_k choices are its slots: slot s = t * top_k + j is token t's j-th expert,
+ * expert_ids[s]. The plan orders the slots routed to this process's experts [expert_begin,
+ * expert_end) by expert, stable (ascending slot order inside an expert, so token order is kept),
+ * for grouped expert GEMMs; each expert's rows are one contiguous segment of the expert-ordered
+ * buffer, optionally padded to a multiple of block_size rows (vLLM's moe_align_block_size):
+ *   expert_counts[e]       slots routed to local expert e (e = id - expert_begin), unpadded
+ *   expert_offsets[e]      the first row of expert e's segment; expert_offsets[local] = rows in all
+ *   sorted_slots[r]        the slot row r holds, or -1 for a padding row (r < rows; the rest untouched)
+ *   slot_rows[s]           optional, the inverse: the row of slot s, or -1 when its expert is not
+ *                          local (expert parallelism: routed to another process)
+ *   block_experts[b]       optional with block_size > 1: the expert id (global) of rows
+ *                          [b * block_size, (b + 1) * block_size), for b < rows / block_size
+ * sorted_capacity must hold the worst case, num_tokens * top_k + local * (block_size - 1) (vLLM's
+ * max_num_tokens_padded), and the whole plan must fit int32. Every id is checked first: one outside
+ * [0, num_experts) fails the call naming expert_ids, before anything is written. */
+typedef struct lk_moe_routing_params {
+  const int32_t *expert_ids;   /* [num_tokens, top_k], lk_moe_gating's */
+  int64_t num_tokens;
+  int64_t top_k;               /* 1.. */
+  int64_t num_experts;         /* 1..; every id in [0, num_experts) */
+  int64_t expert_begin;        /* the local experts [expert_begin, expert_end); */
+  int64_t expert_end;          /* both 0: all of them */
+  int64_t block_size;          /* 0 or 1: no padding; else segments padded to a multiple */
+  int32_t *expert_counts;      /* [local] */
+  int32_t *expert_offsets;     /* [local + 1] */
+  int32_t *sorted_slots;       /* [sorted_capacity] */
+  int64_t sorted_capacity;
+  int32_t *slot_rows;          /* [num_tokens, top_k] or NULL */
+  int32_t *block_experts;      /* [sorted_capacity / block_size] or NULL */
+} lk_moe_routing_params;
+
+LK_API lk_status lk_moe_routing(lk_cpu_context *context, const lk_moe_routing_params *params);
+
+/* Permute: output row r = input row sorted_slots[r] / top_k (the token of that slot), in the
+ * rows' dtype (any: rows are copied bit for bit); a padding row (-1) is written as zeros. */
+typedef struct lk_moe_permute_params {
+  const void *input;           /* [num_tokens, input_stride] */
+  void *output;                /* [num_rows, output_stride] */
+  const int32_t *sorted_slots; /* [num_rows], each -1 or in [0, num_tokens * top_k) */
+  int64_t num_tokens;
+  int64_t top_k;
+  int64_t num_rows;
+  int64_t hidden;              /* elements per row, 1.. */
+  int64_t input_stride;        /* 0 = hidden */
+  int64_t output_stride;       /* 0 = hidden */
+  lk_dtype dtype;
+} lk_moe_permute_params;
+
+LK_API lk_status lk_moe_permute(lk_cpu_context *context, const lk_moe_permute_params *params);
+
+/* Combine: output[t] = sum over j of weights[t, j] * expert_output[slot_rows[t * top_k + j]],
+ * accumulated in f32 in slot order and rounded once to dtype; a slot whose row is -1 (routed to
+ * another process) adds nothing, and a token with none writes zeros. */
+typedef struct lk_moe_combine_params {
+  const void *expert_output;   /* [num_rows, expert_stride], expert order */
+  const float *weights;        /* [num_tokens, top_k] */
+  const int32_t *slot_rows;    /* [num_tokens, top_k], each -1 or in [0, num_rows) */
+  void *output;                /* [num_tokens, output_stride] */
+  int64_t num_tokens;
+  int64_t top_k;
+  int64_t num_rows;
+  int64_t hidden;              /* 1.. */
+  int64_t expert_stride;       /* 0 = hidden */
+  int64_t output_stride;       /* 0 = hidden */
+  lk_dtype dtype;              /* of expert_output and output */
+} lk_moe_combine_params;
+
+LK_API lk_status lk_moe_combine(lk_cpu_context *context, const lk_moe_combine_params *params);
 
 #ifdef __cplusplus
 }
