@@ -16,8 +16,12 @@ namespace LlmKernels;
 /// Non-finite logits give the weights the formulas give: a NaN logit makes its token's softmax weights NaN.</para>
 /// <para>Shapes, options and overlaps are checked here, each throw naming its C# parameter, before anything is written.
 /// Formulas: docs/moe.md.</para>
+/// <para>The gating's expert ids then feed the grouped expert GEMMs: <see cref="Routing(ReadOnlySpan{int}, int, int, int, Span{int}, Span{int}, Span{int}, Span{int}, Span{int}, int, int, int, CpuContext?)"/>
+/// plans the expert order, <see cref="Permute{T}(ReadOnlySpan{T}, Span{T}, ReadOnlySpan{int}, int, int, int, int, int, CpuContext?)"/>
+/// gathers the token rows into it, and <see cref="Combine{T}(ReadOnlySpan{T}, ReadOnlySpan{float}, ReadOnlySpan{int}, Span{T}, int, int, int, int, int, CpuContext?)"/>
+/// sums the experts' output rows back per token, weighted.</para>
 /// </remarks>
-public static class Moe
+public static partial class Moe
 {
     /// <summary>The largest <c>topK</c> the kernel takes.</summary>
     public const int MaxTopK = NativeConstants.MoeMaxTopK;

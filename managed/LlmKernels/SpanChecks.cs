@@ -80,13 +80,27 @@ internal static class SpanChecks
         return stride;
     }
 
-    /// <summary><paramref name="length"/> holds <paramref name="tokens"/> rows of <paramref name="row"/> elements <paramref name="stride"/> apart.</summary>
-    internal static void TokenRows(int length, int tokens, long stride, long row, string name, string strideName)
+    /// <summary><paramref name="length"/> holds <paramref name="tokens"/> rows of <paramref name="row"/> elements <paramref name="stride"/> apart
+    /// (<paramref name="unit"/> names the rows for the message).</summary>
+    internal static void TokenRows(int length, int tokens, long stride, long row, string name, string strideName, string unit = "tokens")
     {
         if (tokens == 0)
             return;
         long needed = (tokens - 1) * stride + row;
         if (length < needed)
-            throw new ArgumentException($"Length {length} is less than the {needed} elements of {tokens} tokens {stride} apart ({strideName}).", name);
+            throw new ArgumentException($"Length {length} is less than the {needed} elements of {tokens} {unit} {stride} apart ({strideName}).", name);
+    }
+
+    /// <summary>
+    /// The elements between rows of a <c>[rows, stride]</c> view whose rows hold <paramref name="row"/> elements
+    /// (<paramref name="rowName"/>): <paramref name="stride"/>, or <paramref name="row"/> when it is 0; negative or less than a row is an error.
+    /// </summary>
+    internal static long RowStride(int stride, int row, string name, string rowName)
+    {
+        if (stride == 0)
+            return row;
+        if (stride < row)
+            throw new ArgumentOutOfRangeException(name, stride, $"Less than {rowName} ({row}), a row's elements; 0 means {rowName}.");
+        return stride;
     }
 }

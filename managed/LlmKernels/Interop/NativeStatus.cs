@@ -22,7 +22,7 @@ internal static unsafe class NativeStatus
         string message = $"{function}: {LastError()} ({Utf8(NativeMethods.StatusName(status))})";
         throw status switch
         {
-            Status.ErrInvalidArgument => new ArgumentException(message, ParameterName(LastError())),
+            Status.ErrInvalidArgument => new ArgumentException(message, ParameterName(LastError(), function)),
             Status.ErrUnsupported => new NotSupportedException(message),
             Status.ErrOutOfMemory => new InsufficientMemoryException(message),
             Status.ErrBusy => new InvalidOperationException(message),
@@ -32,7 +32,8 @@ internal static unsafe class NativeStatus
 
     // Native messages start with the argument's C name, with an index where one element is at fault:
     // "x_stride: ...", "slot_mapping[4]: ...", "block_tables[1][2]: ...".
-    private static string? ParameterName(string message)
+    // The function disambiguates the few C names whose C# parameter differs between entry points.
+    private static string? ParameterName(string message, string function)
     {
         int colon = message.IndexOf(':');
         string name = colon > 0 ? message[..colon] : "";
@@ -67,6 +68,21 @@ internal static unsafe class NativeStatus
             "logits_stride" => "logitsStride",
             "correction_bias" => "correctionBias",
             "num_groups" or "topk_groups" or "scoring" or "flags" or "routed_scaling_factor" => "options",
+            // MoE routing, permute and combine (Moe.Routing, Moe.Permute, Moe.Combine).
+            "expert_begin" => "expertBegin",
+            "expert_end" => "expertEnd",
+            "block_size" => "blockSize",
+            "expert_counts" => "expertCounts",
+            "expert_offsets" => "expertOffsets",
+            "sorted_slots" or "sorted_capacity" => "sortedSlots",
+            "slot_rows" => "slotRows",
+            "block_experts" => "blockExperts",
+            "input_stride" => "inputStride",
+            "output_stride" => "outputStride",
+            "expert_output" => "expertOutput",
+            "expert_stride" => "expertStride",
+            // The rows are sortedSlots' length in Moe.Permute, what expertOutput holds in Moe.Combine.
+            "num_rows" => function == "lk_moe_permute" ? "sortedSlots" : "expertOutput",
             _ => name,
         };
     }
