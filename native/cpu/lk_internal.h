@@ -174,6 +174,23 @@ static inline lk_span lk_rows_span(const void *base, int64_t rows, int64_t cols,
 }
 static inline bool lk_spans_overlap(lk_span a, lk_span b) { return a.begin < b.end && b.begin < a.end; }
 
+/* ---- bits ---------------------------------------------------------------------------------------- */
+
+/* The index of the lowest set bit of x != 0, and the set bits of x: GCC/Clang builtins, MSVC
+ * intrinsics (one instruction each on the CPUs the vector kernels run on). */
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+static inline int lk_ctz64(uint64_t x) {
+  unsigned long i;
+  _BitScanForward64(&i, x);
+  return (int)i;
+}
+static inline int lk_popcount32(uint32_t x) { return (int)__popcnt(x); }
+#else
+static inline int lk_ctz64(uint64_t x) { return __builtin_ctzll(x); }
+static inline int lk_popcount32(uint32_t x) { return __builtin_popcount(x); }
+#endif
+
 /* Large outputs bypass the caches with streaming stores: a row written once and read by the next
  * layer much later only evicts useful lines and costs a read-for-ownership. Below this many bytes
  * of output per call the result likely stays cache resident for its consumer. */

@@ -2,3 +2,8 @@
 #include "simd_avx2.h"
 #include "moe_simd.h"
 #include "moe_combine_simd.h"
+
+void lk_moe_rows_avx2(const void *arg, int64_t begin, int64_t end) {
+  const moe_job *job = (const moe_job *)arg;
+  for (int64_t t = begin; t < end; t++) moe_token_avx2(job, t);
+}

@@ -1,4 +1,27 @@
 /* MoE gating and combine for AVX-512 F/BW/DQ/VL (compiled with those flags only; chosen at run time). */
 #include "simd_avx512.h"
 #include "moe_simd.h"
+#include "moe_select_avx512.h"
 #include "moe_combine_simd.h"
+
+void lk_moe_rows_avx512(const void *arg, int64_t begin, int64_t end) {
+  const moe_job *job = (const moe_job *)arg;
+  /* once per range: a 16 KB array is probed page by page where it is declared */
+  float buffer0[MOE_ROW_MAX + 16], buffer1[MOE_ROW_MAX + 16];
+  float *const buffer[2] = {buffer0, buffer1};
+  for (int64_t t = begin; t < end; t += 2) { /* in pairs (moe_tokens_ranked); an odd last token twice */
+    const int64_t pair[2] = {t, t + 1 < end ? t + 1 : t};
+    bool done[2];
+    if (t + 3 < end) { /* the next pair's logits, while this pair's dependent chains run */
+      const size_t row = (size_t)job->p.logits_stride * lk_dtype_size(job->p.dtype);
+      const char *next = (const char *)job->p.logits + (size_t)(t + 2) * row;
+      for (size_t b = 0; b < (size_t)job->p.num_experts * lk_dtype_size(job->p.dtype); b += 64) {
+        _mm_prefetch(next + b, _MM_HINT_T0);
+        _mm_prefetch(next + row + b, _MM_HINT_T0);
+      }
+    }
+    moe_tokens_ranked(job, pair, buffer, done);
+    for (int u = 0; u < 2 && t + u < end; u++)
+      if (!done[u]) moe_token_avx512(job, t + u); /* the general kernel */
+  }
+}

@@ -91,7 +91,7 @@ static LK_INLINE void LK_ISA_SUFFIX(moe_offer_range)(const moe_vrow *r, int64_t 
     float v[VL];
     lk_v_store_f32(v, s);
     for (; offer; offer &= offer - 1) { /* lowest lane first; moe_top_offer rejects what no longer beats */
-      const int i = __builtin_ctz(offer);
+      const int i = lk_ctz64(offer);
       moe_top_offer(top, v[i], e + i);
     }
   }
@@ -211,6 +211,40 @@ static LK_INLINE void LK_ISA_SUFFIX(moe_keep_groups)(const moe_job *job, const m
       for (int64_t e = g * size; e < (g + 1) * size; e++) sel[e] = NAN;
 }
 
+/* Softmax over the k selected logits (TOPK_SOFTMAX's weights), in place, with the vectorised exp;
+ * a NaN among them makes all NaN, as moe_softmax_k (moe.h) does. */
+static LK_INLINE void LK_ISA_SUFFIX(moe_softmax_k)(float *w, int64_t k) {
+  float x[LK_MOE_MAX_TOP_K + VL];
+  for (int64_t i = 0; i < k; i++) x[i] = w[i];
+  for (int64_t i = k; i < (k + VL - 1) / VL * VL; i++) x[i] = -INFINITY;
+  lk_vf max = lk_v_set1(-INFINITY);
+  bool nan = false;
+  for (int64_t i = 0; i < k; i += VL) { /* vmaxps keeps its second operand over a NaN */
+    const lk_vf v = lk_v_load_f32(x + i);
+    nan = nan || lk_v_mask_any(lk_v_cmp_nan(v));
+    max = lk_v_max(v, max);
+  }
+  const lk_vf m = lk_v_set1(lk_v_hmax(max));
+  static const float iota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const lk_vf lane = lk_v_load_f32(iota);
+  lk_vf sum = lk_v_zero();
+  for (int64_t i = 0; i < k; i += VL) {
+    lk_vf d = lk_v_sub(lk_v_load_f32(x + i), m);
+    const bool tail = i + VL > k;
+    /* the padding's exp is 0, by select: exp of -inf - m would be a subnormal, whose microcode
+     * assist cost a fifth of the kernel's time */
+    const lk_vmask real = lk_v_cmp_lt(lane, lk_v_set1((float)(k - i)));
+    if (tail) d = lk_v_select(real, d, lk_v_zero());
+    lk_vf e = lk_v_exp(d);
+    if (tail) e = lk_v_select(real, e, lk_v_zero());
+    sum = lk_v_add(sum, e);
+    lk_v_store_f32(x + i, e);
+  }
+  const float inv = 1.0f / lk_v_hsum(sum);
+  for (int64_t i = 0; i < k; i++) w[i] = nan ? NAN : x[i] * inv;
+}
+
+/* One token by the general kernel (the AVX-512 file tries moe_select_avx512.h's first). */
 static void LK_ISA_SUFFIX(moe_token)(const moe_job *job, int64_t t) {
   const lk_moe_gating_params *p = &job->p;
   moe_vrow r = {(const char *)p->logits + t * p->logits_stride * (int64_t)lk_dtype_size(p->dtype), p->correction_bias,
@@ -244,7 +278,7 @@ static void LK_ISA_SUFFIX(moe_token)(const moe_job *job, int64_t t) {
   float w[LK_MOE_MAX_TOP_K];
   for (int64_t i = 0; i < top.k; i++) w[i] = lk_load_element(r.logits, top.index[i], r.dtype);
   if (p->scoring == LK_MOE_TOPK_SOFTMAX) {
-    moe_softmax_k(w, top.k);
+    LK_ISA_SUFFIX(moe_softmax_k)(w, top.k);
   } else {
     for (int64_t i = 0; i < top.k; i += VL) {
       float x[VL];
@@ -254,11 +288,6 @@ static void LK_ISA_SUFFIX(moe_token)(const moe_job *job, int64_t t) {
     }
   }
   moe_finish(job, t, w, top.index, top.k);
-}
-
-void LK_ISA_SUFFIX(lk_moe_rows)(const void *arg, int64_t begin, int64_t end) {
-  const moe_job *job = (const moe_job *)arg;
-  for (int64_t t = begin; t < end; t++) LK_ISA_SUFFIX(moe_token)(job, t);
 }
 
 #undef VL

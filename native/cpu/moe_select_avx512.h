@@ -1,0 +1,464 @@
+/* MoE gating's AVX-512 ranked kernel: a token's top k (k <= 16) by lane maxima and ranks, in
+ * registers, two tokens at a time (moe_tokens_ranked). Included by moe_avx512.c after moe_simd.h,
+ * whose general kernel (moe_token_avx512) does every token this one declines. docs/moe.md has the
+ * steps; in short:
+ * 1. Per lane, the maximum of the row's vectors: 16 maxima of 16 disjoint sets of experts.
+ * 2. t = the k-th largest of those maxima. k lanes hold an expert scoring at least t, so the k-th
+ *    best score of the row is at least t, and every expert of the top k scores at least t.
+ * 3. The experts scoring at least t (usually k to 2k of them: 10 on average for 8 of 256 uniform
+ *    logits) are compressed into one vector, in ascending id order, with their ids.
+ * 4. Each candidate's rank, the number of candidates that rank before it (higher score, or equal
+ *    and a lower id), by comparing the vector with its 15 rotations: the ones ranked below k are
+ *    the top k.
+ * 5. Their weights, and the outputs scattered in weight order (the rank of the weights).
+ * No branch depends on the data but "more than 16 candidates" (ties or a flat row: the general
+ * kernel then runs). Ranking 16 values costs about 45 instructions, against about 8 x 60 for the
+ * general kernel's argmax passes, with their horizontal reductions. */
+#ifndef LK_MOE_SELECT_AVX512_H
+#define LK_MOE_SELECT_AVX512_H
+
+#include "moe.h"
+#include "simd_math.h"
+
+#include <immintrin.h>
+
+/* rank[i] = the lanes j of v before lane i in the order: v[j] > v[i], or v[j] == v[i] and j < i.
+ * Rotation r compares lane i with lane (i + r) mod 16: a higher lane unless it wrapped, so the
+ * wrapped lanes win ties. NaN ranks no lane (the callers' lanes hold numbers or -inf padding).
+ * Only lanes at most `reach` apart are compared (15: all of them): ranking the first reach + 1
+ * lanes among themselves needs rotations 1 .. reach and 16 - reach .. 15 only. */
+static LK_INLINE __m512i moe_rank16_within(__m512 v, int reach) {
+  const __m512i vi = _mm512_castps_si512(v), one = _mm512_set1_epi32(1);
+  __m512i r0 = _mm512_setzero_si512(), r1 = _mm512_setzero_si512();
+#define LK_MOE_RANK_STEP(acc, r)                                                                                               \
+  if ((r) <= reach || (r) >= 16 - reach) {                                                                                     \
+    const __m512 u = _mm512_castsi512_ps(_mm512_alignr_epi32(vi, vi, r));                                                      \
+    const __mmask16 wrapped = (__mmask16)(0xffffu << (16 - (r)));                                                              \
+    const __mmask16 before = (__mmask16)(_mm512_mask_cmp_ps_mask((__mmask16)~wrapped, u, v, _CMP_GT_OQ) |                      \
+                                         _mm512_mask_cmp_ps_mask(wrapped, u, v, _CMP_GE_OQ));                                  \
+    acc = _mm512_mask_add_epi32(acc, before, acc, one);                                                                        \
+  }
+  LK_MOE_RANK_STEP(r0, 1)
+  LK_MOE_RANK_STEP(r1, 2)
+  LK_MOE_RANK_STEP(r0, 3)
+  LK_MOE_RANK_STEP(r1, 4)
+  LK_MOE_RANK_STEP(r0, 5)
+  LK_MOE_RANK_STEP(r1, 6)
+  LK_MOE_RANK_STEP(r0, 7)
+  LK_MOE_RANK_STEP(r1, 8)
+  LK_MOE_RANK_STEP(r0, 9)
+  LK_MOE_RANK_STEP(r1, 10)
+  LK_MOE_RANK_STEP(r0, 11)
+  LK_MOE_RANK_STEP(r1, 12)
+  LK_MOE_RANK_STEP(r0, 13)
+  LK_MOE_RANK_STEP(r1, 14)
+  LK_MOE_RANK_STEP(r0, 15)
+#undef LK_MOE_RANK_STEP
+  return _mm512_add_epi32(r0, r1);
+}
+
+static LK_INLINE __m512i moe_rank16(__m512 v) { return moe_rank16_within(v, 15); }
+
+/* rank[i] = the lanes j of v with v[j] > v[i]: with distinct values, moe_rank16's order in half
+ * the compares. Equal values share the lowest rank of their group, so the ranks sum to less than
+ * 0 + 1 + ... + 15 = 120 exactly when two lanes tie. */
+static LK_INLINE __m512i moe_rank16_strict(__m512 v) {
+  const __m512i vi = _mm512_castps_si512(v), one = _mm512_set1_epi32(1);
+  __m512i r0 = _mm512_setzero_si512(), r1 = _mm512_setzero_si512();
+#define LK_MOE_RANK_STEP(acc, r)                                                                                               \
+  acc = _mm512_mask_add_epi32(acc, _mm512_cmp_ps_mask(_mm512_castsi512_ps(_mm512_alignr_epi32(vi, vi, r)), v, _CMP_GT_OQ),   \
+                              acc, one)
+  LK_MOE_RANK_STEP(r0, 1);
+  LK_MOE_RANK_STEP(r1, 2);
+  LK_MOE_RANK_STEP(r0, 3);
+  LK_MOE_RANK_STEP(r1, 4);
+  LK_MOE_RANK_STEP(r0, 5);
+  LK_MOE_RANK_STEP(r1, 6);
+  LK_MOE_RANK_STEP(r0, 7);
+  LK_MOE_RANK_STEP(r1, 8);
+  LK_MOE_RANK_STEP(r0, 9);
+  LK_MOE_RANK_STEP(r1, 10);
+  LK_MOE_RANK_STEP(r0, 11);
+  LK_MOE_RANK_STEP(r1, 12);
+  LK_MOE_RANK_STEP(r0, 13);
+  LK_MOE_RANK_STEP(r1, 14);
+  LK_MOE_RANK_STEP(r0, 15);
+#undef LK_MOE_RANK_STEP
+  return _mm512_add_epi32(r0, r1);
+}
+
+/* One token's state through the stages of moe_tokens_ranked: its selection scores, which vectors of
+ * them take part, the threshold, the candidates (scores, -inf past them, and ids, in id order), each
+ * one's rank in the row's order, which are the top k, and their weights. */
+typedef struct moe_ranked {
+  moe_vrow row;
+  const float *sel;   /* the logits in place, or the buffer of selection scores */
+  uint64_t keep;      /* bit v: experts [16v, 16v + 16) take part (grouped selection's kept groups) */
+  bool masked;        /* keep is not all of them: kept[0, kept_n) lists the vectors that are */
+  int kept_n;
+  uint8_t kept[64];
+  bool by_logit;      /* sel holds the logits themselves, as f32 (no correction bias) */
+  bool ok;            /* false: the general kernel does this token */
+  bool summed;        /* row.max and row.inv_sum are softmax's (moe_stage_sum) */
+  __m512 lane_max, threshold, score, w;
+  __m512i id, rank;
+  __mmask16 chosen;
+  int64_t total;
+  int32_t cand_id[32];
+} moe_ranked;
+
+/* The i-th vector taking part: all of them in order, or the kept groups' (in ascending order, so
+ * the candidates stay in id order). */
+#define MOE_VECTOR(s, i) ((s)->masked ? (int64_t)(s)->kept[i] : (i))
+
+
+/* Stage 1: per lane, the maximum of the row's vectors (16 maxima of 16 disjoint sets of experts),
+ * and the threshold: the k-th largest of them. k lanes hold an expert scoring at least that, so
+ * every expert of the top k does. NaN is out of the running: vmaxps keeps its second operand. */
+static LK_INLINE void moe_stage_threshold(moe_ranked *s, int64_t n, int64_t k) {
+  __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+  const int64_t vectors = s->masked ? s->kept_n : n / 16;
+  int64_t i = 0;
+  for (; i + 2 <= vectors; i += 2) {
+    m0 = _mm512_max_ps(_mm512_loadu_ps(s->sel + 16 * MOE_VECTOR(s, i)), m0);
+    m1 = _mm512_max_ps(_mm512_loadu_ps(s->sel + 16 * MOE_VECTOR(s, i + 1)), m1);
+  }
+  if (i < vectors) m0 = _mm512_max_ps(_mm512_loadu_ps(s->sel + 16 * MOE_VECTOR(s, i)), m0);
+  s->lane_max = _mm512_max_ps(m0, m1);
+  /* the least of the maxima with fewer than k others above them: with ties, exactly the k-th
+   * largest counted with repeats */
+  const __mmask16 top = _mm512_cmple_epi32_mask(moe_rank16_strict(s->lane_max), _mm512_set1_epi32((int)k - 1));
+  s->threshold = _mm512_set1_ps(_mm512_mask_reduce_min_ps(top, s->lane_max));
+}
+
+/* Stage 2: the ids of the experts at or above the threshold, compressed in id order (usually k to
+ * 2k of them: 10 on average for 8 of 256 uniform logits). Writes go to [pos, pos + 16) with pos
+ * clamped at 16, so the buffer holds 32; what it holds is only used when no clamp happened. */
+static LK_INLINE void moe_stage_candidates(moe_ranked *s, int64_t n, int64_t k) {
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const int64_t vectors = s->masked ? s->kept_n : n / 16;
+  int64_t total = 0;
+  for (int64_t i = 0; i < vectors; i++) {
+    const int64_t e = 16 * MOE_VECTOR(s, i);
+    const __m512i id = _mm512_add_epi32(iota, _mm512_set1_epi32((int)e));
+    const __mmask16 in = _mm512_cmp_ps_mask(_mm512_loadu_ps(s->sel + e), s->threshold, _CMP_GE_OQ);
+    _mm512_storeu_si512((void *)(s->cand_id + (total < 16 ? total : 16)), _mm512_maskz_compress_epi32(in, id));
+    total += lk_popcount32(in);
+  }
+  s->total = total;
+  s->ok = total <= 16 && total >= k; /* else ties or a flat row, or fewer than k numbers */
+}
+
+/* Stage 3: the candidates' scores and ranks, the top k chosen. */
+static LK_INLINE void moe_stage_rank(moe_ranked *s, int64_t k) {
+  const __mmask16 real = (__mmask16)((1u << s->total) - 1u);
+  s->id = _mm512_maskz_loadu_epi32(real, s->cand_id);
+  s->score = _mm512_mask_i32gather_ps(_mm512_set1_ps(-INFINITY), real, s->id, s->sel, 4);
+  s->rank = moe_rank16_strict(s->score);
+  /* Distinct numbers rank 0 .. total - 1, and the -inf padding all total; anything less means a tie
+   * (or an -inf candidate), which the two-compare ranking orders by id. */
+  const int total = (int)s->total;
+  if (_mm512_reduce_add_epi32(s->rank) != total * (total - 1) / 2 + (16 - total) * total) s->rank = moe_rank16(s->score);
+  s->chosen = _mm512_cmplt_epi32_mask(s->rank, _mm512_set1_epi32((int)k));
+}
+
+#undef MOE_VECTOR
+
+/* Stages 1-3 for short rows and few picks (n <= 64, a multiple of 16; k <= 4): k rounds of "the
+ * row's best not yet taken", each a masked max over the row's vectors held in registers, one
+ * reduction, and the lowest id equal to it. The threshold's fixed costs (two 16-lane ranks, the
+ * candidates' round trip through memory, a gather) are most of a 64-expert token otherwise. */
+static LK_INLINE void moe_stage_small(moe_ranked *s, int64_t n, int64_t k) {
+  __m512 v[4];
+  const int64_t vectors = n / 16;
+  for (int64_t i = 0; i < 4; i++) v[i] = i < vectors ? _mm512_loadu_ps(s->sel + 16 * i) : _mm512_set1_ps(NAN);
+  uint64_t taken = 0;
+  for (int64_t r = 0; r < k; r++) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    for (int64_t i = 0; i < vectors; i++) /* vmaxps keeps its second operand over a NaN */
+      m = _mm512_mask_max_ps(m, (__mmask16)~(taken >> (16 * i)), v[i], m);
+    if (r == 0) s->lane_max = m;
+    const __m512 best = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+    uint64_t equal = 0;
+    for (int64_t i = 0; i < vectors; i++)
+      equal |= (uint64_t)_mm512_mask_cmp_ps_mask((__mmask16)~(taken >> (16 * i)), v[i], best, _CMP_EQ_OQ) << (16 * i);
+    if (!equal) { /* only NaN left */
+      s->ok = false;
+      return;
+    }
+    taken |= equal & -equal;
+  }
+  /* the picks into the first k lanes in id order, as the weight ranking's ties need (the stages
+   * after this one read no ranks) */
+  s->score = _mm512_set1_ps(-INFINITY);
+  s->id = _mm512_setzero_si512();
+  for (int64_t i = 0; i < k; i++, taken &= taken - 1) {
+    const int id = lk_ctz64(taken);
+    s->score = _mm512_mask_mov_ps(s->score, (__mmask16)(1u << i), _mm512_set1_ps(s->sel[id]));
+    s->id = _mm512_mask_set1_epi32(s->id, (__mmask16)(1u << i), id);
+  }
+  s->chosen = (__mmask16)((1u << k) - 1u);
+}
+
+/* Transposes the 16 x 16 block r in place: r[j] lane i = old r[i] lane j. */
+static LK_INLINE void moe_transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) { /* 128-bit block b of r[i + j]: rows i..i+3 of column 4b + j */
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  for (int j = 0; j < 4; j++) { /* blocks of columns j, 4 + j, 8 + j, 12 + j */
+    t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+    t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
+    t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+    t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+  }
+  for (int j = 0; j < 4; j++) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
+    r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+    r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
+  }
+}
+
+/* Grouped selection for rows of at most 256 experts in groups of 16, 32, 64, 128 or 256: which
+ * vectors the topk_groups best groups cover (bit per vector), or false where this does not apply.
+ * The row's vectors are transposed so that lane v of the columns holds vector v's experts; a
+ * running top two per lane over the columns, then butterflies merging the lanes of a group, give
+ * every group's best two at once (about 120 instructions for DeepSeek-V3's 8 groups of 32, where
+ * one argmax pass per group and pick costs about that each). The group scores (best two summed
+ * with a bias, else the best) are ranked like experts: ties to the lower group. */
+static LK_INLINE bool moe_keep_groups_ranked(const float *sel, int64_t n, int64_t groups, int64_t topk_groups, bool two,
+                                             uint64_t *keep) {
+  const int64_t vectors = n / 16, per_group = vectors / groups;
+  if (n > 256 || n % (16 * groups) != 0 || (per_group & (per_group - 1)) != 0) return false;
+  __m512 col[16];
+  for (int64_t v = 0; v < 16; v++) col[v] = v < vectors ? _mm512_loadu_ps(sel + 16 * v) : _mm512_set1_ps(-INFINITY);
+  moe_transpose16(col);
+  __m512 b1 = _mm512_set1_ps(-INFINITY), b2 = b1;
+  for (int j = 0; j < 16; j++) {
+    b2 = _mm512_max_ps(b2, _mm512_min_ps(b1, col[j]));
+    b1 = _mm512_max_ps(b1, col[j]);
+  }
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int64_t step = 1; step < per_group; step <<= 1) {
+    const __m512i partner = _mm512_xor_si512(lane, _mm512_set1_epi32((int)step));
+    const __m512 p1 = _mm512_permutexvar_ps(partner, b1), p2 = _mm512_permutexvar_ps(partner, b2);
+    b2 = _mm512_max_ps(_mm512_min_ps(b1, p1), _mm512_max_ps(b2, p2));
+    b1 = _mm512_max_ps(b1, p1);
+  }
+  const __m512 score = two ? _mm512_add_ps(b1, b2) : b1;
+  __mmask16 firsts = 0;
+  for (int64_t g = 0; g < groups; g++) firsts |= (__mmask16)(1u << (g * per_group));
+  const __m512 group_score = _mm512_mask_compress_ps(_mm512_set1_ps(-INFINITY), firsts, score);
+  const __mmask16 kept = _mm512_cmplt_epi32_mask(moe_rank16(group_score), _mm512_set1_epi32((int)topk_groups));
+  uint64_t bits = 0; /* without a branch on the data: a kept pattern is a coin toss per group */
+  for (int64_t g = 0; g < groups; g++) bits |= (0 - (uint64_t)(kept >> g & 1)) & (((1ull << per_group) - 1) << (g * per_group));
+  *keep = bits;
+  return true;
+}
+
+/* sigmoid(x) for selection scores: 1 / (1 + e^-x) with -x clamped to [-87, 80] (so e^-x is a
+ * normal number and so is its reciprocal: no microcode assists; below x = -80 this gives 1.8e-35,
+ * not e^x, which no selection can tell from it) and the reciprocal an estimate with one Newton
+ * step; within a few ulp of lk_v_sigmoid, with 19 instructions against its 25. A division
+ * (vdivps on 512 bits: one per 10 cycles, on one port) would cost more than the rest of the
+ * selection. NaN stays NaN. */
+static LK_INLINE __m512 moe_sigmoid_select(__m512 x) {
+  const __m512 a = _mm512_max_ps(_mm512_set1_ps(-87.0f), _mm512_min_ps(_mm512_set1_ps(80.0f), _mm512_xor_ps(x, _mm512_set1_ps(-0.0f))));
+  const __m512 magic = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+  const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(a, _mm512_set1_ps(LK_LOG2E), magic), magic);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LK_LN2_HI), a);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LK_LN2_LO), r);
+  const __m512 d = _mm512_add_ps(_mm512_scalef_ps(lk_v_exp_reduced(r), n), _mm512_set1_ps(1.0f));
+  const __m512 e = _mm512_rcp14_ps(d);
+  return _mm512_fmadd_ps(_mm512_fnmadd_ps(d, e, _mm512_set1_ps(1.0f)), e, e);
+}
+
+/* DeepSeek-V3's selection scores, sigmoid(x) + bias, for logits in whole vectors; whether any is
+ * NaN. */
+static LK_INLINE bool moe_fill_sigmoid_bias(const void *x, lk_dtype dtype, const float *bias, int64_t n, float *sel) {
+  __mmask16 nan = 0;
+  for (int64_t e = 0; e < n; e += 16) {
+    const __m512 s = _mm512_add_ps(moe_sigmoid_select(lk_v_load(x, e, dtype)), _mm512_loadu_ps(bias + e));
+    nan |= _mm512_cmp_ps_mask(s, s, _CMP_UNORD_Q);
+    _mm512_storeu_ps(sel + e, s);
+  }
+  return nan != 0;
+}
+
+/* Stage 0: the token's selection scores and which of them take part. Without a correction bias the
+ * logits themselves are ranked: f32 in place, f16 and bf16 widened into the buffer; with one, the
+ * scores are filled into the buffer (score + bias). Declines (ok false) rows this path does not do: NaN selection scores (the
+ * general kernel's insertion list), and grouped shapes moe_keep_groups_ranked does not take. */
+static LK_INLINE void moe_stage_begin(const moe_job *job, int64_t t, float *buffer, moe_ranked *s) {
+  const lk_moe_gating_params *p = &job->p;
+  const int64_t n = p->num_experts;
+  s->row = (moe_vrow){(const char *)p->logits + t * p->logits_stride * (int64_t)lk_dtype_size(p->dtype), p->correction_bias,
+                      p->dtype, p->scoring, _mm512_setzero_ps(), _mm512_set1_ps(1.0f)};
+  s->by_logit = !s->row.bias;
+  s->sel = (const float *)s->row.logits;
+  if (s->by_logit && p->dtype != LK_DTYPE_F32) { /* f16 and bf16 widen to f32 exactly: ranked as the logits */
+    for (int64_t e = 0; e < n; e += 16) _mm512_storeu_ps(buffer + e, lk_v_load(s->row.logits, e, p->dtype));
+    s->sel = buffer;
+  }
+  s->masked = job->groups > 1;
+  s->keep = ~0ull;
+  s->ok = true;
+  s->summed = false;
+  if (!s->by_logit) {
+    if (p->scoring == LK_MOE_SOFTMAX_TOPK && s->row.bias) moe_softmax_stats_avx512(&s->row, n); /* p + bias */
+    const bool nan = p->scoring == LK_MOE_SIGMOID ? moe_fill_sigmoid_bias(s->row.logits, p->dtype, s->row.bias, n, buffer)
+                                                  : moe_fill_avx512(&s->row, n, buffer);
+    s->sel = buffer;
+    s->ok = !nan;
+  }
+  if (s->ok && s->masked) {
+    s->ok = moe_keep_groups_ranked(s->sel, n, job->groups, p->topk_groups, s->row.bias != NULL, &s->keep);
+    s->kept_n = 0;
+    for (uint64_t bits = s->keep; bits; bits &= bits - 1) s->kept[s->kept_n++] = (uint8_t)lk_ctz64(bits);
+  }
+}
+
+/* Stage 3b: softmax's max and 1 / sum over the row, for SOFTMAX_TOPK ranked in place without
+ * groups: the top logit is the row's maximum, known from stage 1. Run between the selection's
+ * stages, its exps fill the time their dependent chains leave the core idle. */
+static LK_INLINE void moe_stage_sum(const moe_job *job, moe_ranked *s) {
+  const int64_t n = job->p.num_experts;
+  const __m512 max = _mm512_set1_ps(_mm512_reduce_max_ps(s->lane_max));
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+  int64_t e = 0;
+  for (; e + 32 <= n; e += 32) { /* a NaN or +inf logit makes the sum NaN, as the formula does */
+    s0 = _mm512_add_ps(s0, lk_v_exp(_mm512_sub_ps(_mm512_loadu_ps(s->sel + e), max)));
+    s1 = _mm512_add_ps(s1, lk_v_exp(_mm512_sub_ps(_mm512_loadu_ps(s->sel + e + 16), max)));
+  }
+  if (e < n) s0 = _mm512_add_ps(s0, lk_v_exp(_mm512_sub_ps(_mm512_loadu_ps(s->sel + e), max)));
+  s->row.max = max;
+  s->row.inv_sum = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
+  s->summed = true;
+}
+
+/* Stage 4: the chosen experts' weights, by the general kernel's formulas with the same vector exp
+ * and sigmoid (sums reduced as trees, so the last bits may differ from it). Only the chosen lanes
+ * are computed on, the others as 0: exp of -inf padding would be a subnormal, whose microcode
+ * assist costs more than the whole token. */
+static LK_INLINE void moe_stage_weights(const moe_job *job, moe_ranked *s) {
+  const lk_moe_gating_params *p = &job->p;
+  const int64_t n = p->num_experts;
+  __m512 x; /* the chosen experts' logits */
+  if (s->by_logit) {
+    x = _mm512_maskz_mov_ps(s->chosen, s->score);
+  } else if (p->dtype == LK_DTYPE_F32) {
+    x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), s->chosen, s->id, s->row.logits, 4);
+  } else {
+    float logit[16];
+    int32_t id[16];
+    _mm512_storeu_si512((void *)id, s->id);
+    for (int i = 0; i < 16; i++) logit[i] = s->chosen >> i & 1 ? lk_load_element(s->row.logits, id[i], p->dtype) : 0.0f;
+    x = _mm512_loadu_ps(logit);
+  }
+  __m512 w;
+  switch (p->scoring) {
+  case LK_MOE_SOFTMAX_TOPK:
+    if (!s->row.bias && !s->summed) moe_softmax_stats_avx512(&s->row, n);
+    w = _mm512_maskz_mul_ps(s->chosen, lk_v_exp(_mm512_maskz_sub_ps(s->chosen, x, s->row.max)), s->row.inv_sum);
+    break;
+  case LK_MOE_TOPK_SOFTMAX: {
+    const __m512 max = _mm512_set1_ps(_mm512_mask_reduce_max_ps(s->chosen, x));
+    const __m512 ex = _mm512_maskz_mov_ps(s->chosen, lk_v_exp(_mm512_maskz_sub_ps(s->chosen, x, max)));
+    w = _mm512_div_ps(ex, _mm512_set1_ps(_mm512_reduce_add_ps(ex)));
+    break;
+  }
+  default: w = _mm512_maskz_mov_ps(s->chosen, lk_v_sigmoid(x)); break;
+  }
+  if (p->flags & LK_MOE_RENORMALIZE) w = _mm512_div_ps(w, _mm512_set1_ps(_mm512_reduce_add_ps(w)));
+  if (p->routed_scaling_factor != 0.0f) w = _mm512_mul_ps(w, _mm512_set1_ps(p->routed_scaling_factor));
+  s->w = w;
+  /* NaN weights (a NaN or +inf logit under softmax) or a negative scale have no order in compares:
+   * the general kernel, with moe_finish's total order, does those rows */
+  s->ok = !_mm512_mask_cmp_ps_mask(s->chosen, w, w, _CMP_UNORD_Q) && p->routed_scaling_factor >= 0.0f;
+}
+
+/* Stage 5: the outputs in weight order, ties to the lower id: the candidates are in id order, so
+ * the two-compare rank of the chosen ones' weights gives it. For k <= 4 the chosen are compressed
+ * into the first k lanes (still in id order) first, where 2k - 2 rotations rank them instead of 15. */
+static LK_INLINE void moe_stage_store(const moe_job *job, int64_t t, const moe_ranked *s) {
+  const int64_t k = job->p.top_k;
+  __m512 w = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), s->chosen, s->w);
+  __m512i id = s->id;
+  __mmask16 chosen = s->chosen;
+  int reach = 15;
+  if (k <= 4) {
+    w = _mm512_mask_compress_ps(_mm512_set1_ps(-INFINITY), chosen, w);
+    id = _mm512_maskz_compress_epi32(chosen, id);
+    chosen = (__mmask16)((1u << k) - 1u);
+    reach = (int)k - 1;
+  }
+  const __m512i order = moe_rank16_within(w, reach);
+  float *weights = job->p.weights + t * k;
+  int32_t *ids = job->p.expert_ids + t * k;
+  if (k <= 4) { /* a scatter costs about a uop per lane, masked or not: k scalar moves instead */
+    float ws[16];
+    int32_t is[16], at[16];
+    _mm512_storeu_ps(ws, w);
+    _mm512_storeu_si512((void *)is, id);
+    _mm512_storeu_si512((void *)at, order);
+    for (int64_t i = 0; i < k; i++) {
+      weights[at[i]] = ws[i];
+      ids[at[i]] = is[i];
+    }
+    return;
+  }
+  _mm512_mask_i32scatter_ps(weights, chosen, order, w, 4);
+  _mm512_mask_i32scatter_epi32(ids, chosen, order, id, 4);
+}
+
+/* Tokens t[0] and t[1] (which may be the same token) in registers where they fit: k <= 16, whole
+ * vectors of experts, at most 4096 of them, grouped selection of moe_keep_groups_ranked's shapes.
+ * done[u]: token t[u] is written; where not, nothing of it was, and the general kernel
+ * (moe_token_avx512) does it. Each stage runs for both tokens before the next: one token is a chain
+ * of dependent reductions, ranks and memory round trips (about 300 cycles for 8 of 256 experts),
+ * and two independent chains side by side keep the core busy where one leaves it waiting. */
+static LK_INLINE void moe_tokens_ranked(const moe_job *job, const int64_t t[2], float *const buffer[2], bool done[2]) {
+  const lk_moe_gating_params *p = &job->p;
+  const int64_t n = p->num_experts, k = p->top_k;
+  done[0] = done[1] = false;
+  if (k > 16 || n % 16 != 0 || n > MOE_ROW_MAX || (job->groups == 1 && n / 16 > 64)) return;
+  moe_ranked s[2];
+  const bool small = job->groups == 1 && n <= 64 && k <= 4;
+#define LK_MOE_EACH for (int u = 0; u < 2; u++)
+#pragma GCC unroll 2
+  LK_MOE_EACH moe_stage_begin(job, t[u], buffer[u], &s[u]);
+  const bool sum = p->scoring == LK_MOE_SOFTMAX_TOPK && s[0].by_logit && job->groups == 1;
+  if (small) {
+#pragma GCC unroll 2
+    LK_MOE_EACH if (s[u].ok) moe_stage_small(&s[u], n, k);
+#pragma GCC unroll 2
+    LK_MOE_EACH if (s[u].ok && sum) moe_stage_sum(job, &s[u]);
+  } else {
+#pragma GCC unroll 2
+    LK_MOE_EACH if (s[u].ok) moe_stage_threshold(&s[u], n, k);
+#pragma GCC unroll 2
+    LK_MOE_EACH if (s[u].ok && sum) moe_stage_sum(job, &s[u]);
+#pragma GCC unroll 2
+    LK_MOE_EACH if (s[u].ok) moe_stage_candidates(&s[u], n, k);
+#pragma GCC unroll 2
+    LK_MOE_EACH if (s[u].ok) moe_stage_rank(&s[u], k);
+  }
+#pragma GCC unroll 2
+  LK_MOE_EACH if (s[u].ok) moe_stage_weights(job, &s[u]);
+#pragma GCC unroll 2
+  LK_MOE_EACH if (s[u].ok) {
+    moe_stage_store(job, t[u], &s[u]);
+    done[u] = true;
+  }
+#undef LK_MOE_EACH
+}
+
+#endif /* LK_MOE_SELECT_AVX512_H */
