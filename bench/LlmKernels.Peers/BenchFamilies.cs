@@ -3,7 +3,7 @@ namespace LlmKernels.Peers;
 /// <summary>Every case `llmk bench` runs, family by family, in table order.</summary>
 public static class BenchFamilies
 {
-    public static IReadOnlyList<string> Names { get; } = ["rms_norm", "layer_norm", "swiglu", "rope", "attention"];
+    public static IReadOnlyList<string> Names { get; } = ["rms_norm", "layer_norm", "swiglu", "rope", "attention", "moe_gating"];
 
     /// <summary>
     /// The full run measures every shape of every family; <c>--quick</c> keeps the shapes of the
@@ -19,5 +19,6 @@ public static class BenchFamilies
             .Concat(LayerNormCase.Cases(quick))
             .Concat(SwiGluCase.Cases(quick))
             .Concat(RopeCase.Cases(quick))
-            .Concat(AttentionCase.Cases(quick));
+            .Concat(AttentionCase.Cases(quick))
+            .Concat(MoeGatingCase.Cases(quick));
 }

@@ -71,6 +71,8 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
         output.WriteLine("ggml's CPU rms_norm, norm, swiglu and rope run f32 here, so bf16 rows compare with its f32 run (marked f32);");
         output.WriteLine("attention: ggml runs q f32 with K/V f16 (marked f16), ONNX Runtime's GroupQueryAttention f32 or f16 (no bf16 kernel);");
         output.WriteLine("the naive attention loops are timed on a slice (prefill: 1 head of 32; decode: 1 sequence of 8), scaled to the call.");
+        output.WriteLine("moe gating: GB/s of logits read + ids and weights written, against the read ceiling; ggml = llama.cpp build_moe_ffn's");
+        output.WriteLine("composition (f32; argsort of every row), checked as (id, weight) sets with its exact ties in either order.");
         output.WriteLine("tensorprim and naive are single-threaded by nature; ggml and onnxruntime use the same thread count as LlmKernels.");
         output.WriteLine("n/a: peer unavailable here; MISMATCH: its result disagreed with the float64 reference and was not timed;");
         output.WriteLine("-: no such peer for the family (ONNX Runtime has no SwiGLU op on the CPU, attention is no TensorPrimitives");
@@ -100,6 +102,16 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
             output.WriteLine();
             foreach (var reason in reasons)
                 output.WriteLine(reason);
+        }
+        // What a passing check noted (MoE gating: tokens whose experts differ from the reference only by ties).
+        var notes = rows.SelectMany(r => r.Peers.Prepend(r.Ours).Where(p => p.Status == PeerStatus.Ok && p.Detail.Length > 0)
+                                           .Select(p => $"{p.Peer} ok for {Cases([r])}: {p.Detail}"))
+            .ToList();
+        if (notes.Count > 0)
+        {
+            output.WriteLine();
+            foreach (var note in notes)
+                output.WriteLine(note);
         }
     }
 

@@ -1,6 +1,9 @@
 namespace LlmKernels.Peers;
 
-/// <summary>The outcome of comparing a peer's output with the float64 reference.</summary>
+/// <summary>
+/// The outcome of comparing a peer's output with the float64 reference. <see cref="Detail"/>: why it failed, or
+/// what a pass noted (MoE gating: tokens that differ from the reference only by ties); empty otherwise.
+/// </summary>
 public readonly record struct CheckResult(bool Ok, double MaxError, double Tolerance, string Detail);
 
 /// <summary>

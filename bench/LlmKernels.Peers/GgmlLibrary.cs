@@ -71,6 +71,22 @@ public sealed unsafe class GgmlLibrary
     public readonly delegate* unmanaged<nint, nint, nint, nint, nint, float, float, float, nint> FlashAttnExt;
     public readonly delegate* unmanaged<nint, nint, nint, nint> Mul;
     public readonly delegate* unmanaged<nint, nint, nint, nint> Add;
+    // MoE gating (llama.cpp's build_moe_ffn): scores, top-k, gathers, renormalisation
+    public readonly delegate* unmanaged<nint, nint, nint> SoftMax;
+    public readonly delegate* unmanaged<nint, nint, nint> Sigmoid;
+    // ggml_argsort_top_k(ctx, a, k): a full descending ggml_argsort of each row, viewed to its first k
+    public readonly delegate* unmanaged<nint, nint, int, nint> ArgsortTopK;
+    public readonly delegate* unmanaged<nint, nint, nint, nint> GetRows;
+    // ggml_set_rows(ctx, a, b, c): a view of a with rows c[i] set to b's rows
+    public readonly delegate* unmanaged<nint, nint, nint, nint, nint> SetRows;
+    public readonly delegate* unmanaged<nint, nint, float, nint> Fill;
+    public readonly delegate* unmanaged<nint, nint, nint> SumRows;
+    public readonly delegate* unmanaged<nint, nint, nint, nint> Div;
+    public readonly delegate* unmanaged<nint, nint, float, nint> Scale;
+    public readonly delegate* unmanaged<nint, nint, float, float, nint> Clamp;
+    public readonly delegate* unmanaged<nint, nint, long, long, nint> Reshape2d;
+    public readonly delegate* unmanaged<nint, nint, long, long, long, nint> Reshape3d;
+    public readonly delegate* unmanaged<nint, nint, long, long, long, long, nint> Reshape4d;
     public readonly delegate* unmanaged<nint, nint> NewGraph;
     public readonly delegate* unmanaged<nint, nint, void> BuildForwardExpand;
     public readonly delegate* unmanaged<nint, void*> GetData;
@@ -102,6 +118,19 @@ public sealed unsafe class GgmlLibrary
         RopeExtInplace = (delegate* unmanaged<nint, nint, nint, nint, int, int, int, float, float, float, float, float, float, nint>)NativeLibrary.GetExport(@base, "ggml_rope_ext_inplace");
         Mul = (delegate* unmanaged<nint, nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_mul");
         Add = (delegate* unmanaged<nint, nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_add");
+        SoftMax = (delegate* unmanaged<nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_soft_max");
+        Sigmoid = (delegate* unmanaged<nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_sigmoid");
+        ArgsortTopK = (delegate* unmanaged<nint, nint, int, nint>)NativeLibrary.GetExport(@base, "ggml_argsort_top_k");
+        GetRows = (delegate* unmanaged<nint, nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_get_rows");
+        SetRows = (delegate* unmanaged<nint, nint, nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_set_rows");
+        Fill = (delegate* unmanaged<nint, nint, float, nint>)NativeLibrary.GetExport(@base, "ggml_fill");
+        SumRows = (delegate* unmanaged<nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_sum_rows");
+        Div = (delegate* unmanaged<nint, nint, nint, nint>)NativeLibrary.GetExport(@base, "ggml_div");
+        Scale = (delegate* unmanaged<nint, nint, float, nint>)NativeLibrary.GetExport(@base, "ggml_scale");
+        Clamp = (delegate* unmanaged<nint, nint, float, float, nint>)NativeLibrary.GetExport(@base, "ggml_clamp");
+        Reshape2d = (delegate* unmanaged<nint, nint, long, long, nint>)NativeLibrary.GetExport(@base, "ggml_reshape_2d");
+        Reshape3d = (delegate* unmanaged<nint, nint, long, long, long, nint>)NativeLibrary.GetExport(@base, "ggml_reshape_3d");
+        Reshape4d = (delegate* unmanaged<nint, nint, long, long, long, long, nint>)NativeLibrary.GetExport(@base, "ggml_reshape_4d");
         NewGraph = (delegate* unmanaged<nint, nint>)NativeLibrary.GetExport(@base, "ggml_new_graph");
         BuildForwardExpand = (delegate* unmanaged<nint, nint, void>)NativeLibrary.GetExport(@base, "ggml_build_forward_expand");
         GetData = (delegate* unmanaged<nint, void*>)NativeLibrary.GetExport(@base, "ggml_get_data");
