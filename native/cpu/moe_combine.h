@@ -8,6 +8,7 @@
 /* lk_moe_combine's params after the checks (strides resolved), what each token range reads. */
 typedef struct moe_combine_job {
   lk_moe_combine_params p;
+  bool streaming; /* output with streaming stores (large outputs) */
 } moe_combine_job;
 
 /* Token t's slots that land here: their rows' addresses and weights, in slot order (at most

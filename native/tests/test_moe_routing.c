@@ -512,6 +512,18 @@ static void test_permute(void) {
             run_permute_case(dtypes[d], T, 1, hidden, input_stride, output_stride, slots, R, false);
           }
         }
+  /* outputs of at least LK_STREAMING_STORE_MIN_BYTES (8 MiB), written with streaming stores where
+   * rows start aligned (contiguous) and with plain ones where they do not (the odd stride) */
+  for (int big = 0; big < 2; big++)
+    for (int layout = 0; layout < 2; layout++) {
+      const lk_dtype dt = big ? LK_DTYPE_BF16 : LK_DTYPE_F32;
+      const int64_t T = 700, k = 2, R = 1100, hidden = big ? 4096 : 2048;
+      rng r = rng_seeded(next_seed());
+      int32_t *slots = malloc((size_t)R * sizeof *slots);
+      for (int64_t i = 0; i < R; i++) slots[i] = (int32_t)rng_below(&r, (uint32_t)(T * k + 1)) - 1;
+      run_permute_case(dt, T, k, hidden, 0, layout ? hidden + 5 : 0, slots, R, false);
+      free(slots);
+    }
   /* empty batches and plans of padding only (which read no input: NULL is fine) */
   const int32_t padding[4] = {-1, -1, -1, -1};
   for (size_t d = 0; d < 3; d++) {
@@ -726,6 +738,10 @@ static void test_combine(void) {
           const int64_t R = T * k / 2 + 1;
           run_combine_case(dtypes[d], T, k, R, hidden, layout ? hidden + 3 : 0, layout ? hidden + 5 : 0, COMBINE_RANDOM);
         }
+  /* outputs of at least 8 MiB: streaming stores where rows start aligned, plain where they do not */
+  run_combine_case(LK_DTYPE_F32, 1100, 2, 1500, 2048, 0, 0, COMBINE_RANDOM);
+  run_combine_case(LK_DTYPE_BF16, 1100, 2, 1500, 4096, 0, 4096 + 5, COMBINE_RANDOM);
+  run_combine_case(LK_DTYPE_BF16, 1100, 2, 1500, 4096, 0, 0, COMBINE_RANDOM);
   for (size_t d = 0; d < 3; d++) {
     run_combine_case(dtypes[d], 11, 4, 20, 65, 0, 0, COMBINE_OVERFLOW);
     /* empty batches; rows that no slot reads */
