@@ -59,6 +59,35 @@ static LK_INLINE __m512i moe_rank16_within(__m512 v, int reach) {
 
 static LK_INLINE __m512i moe_rank16(__m512 v) { return moe_rank16_within(v, 15); }
 
+/* moe_rank16_within for the first 8 lanes (lanes 8-15 ranked likewise among themselves): rotations
+ * within each 8-lane half, 7 for all 8 lanes against 15, so half the compares where at most 8
+ * values are ranked (8 groups, 8 chosen). */
+static LK_INLINE __m512i moe_rank8_within(__m512 v, int reach) {
+  static const int32_t rotation[8][16] = {
+      {0},
+      {1, 2, 3, 4, 5, 6, 7, 0, 9, 10, 11, 12, 13, 14, 15, 8},
+      {2, 3, 4, 5, 6, 7, 0, 1, 10, 11, 12, 13, 14, 15, 8, 9},
+      {3, 4, 5, 6, 7, 0, 1, 2, 11, 12, 13, 14, 15, 8, 9, 10},
+      {4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11},
+      {5, 6, 7, 0, 1, 2, 3, 4, 13, 14, 15, 8, 9, 10, 11, 12},
+      {6, 7, 0, 1, 2, 3, 4, 5, 14, 15, 8, 9, 10, 11, 12, 13},
+      {7, 0, 1, 2, 3, 4, 5, 6, 15, 8, 9, 10, 11, 12, 13, 14},
+  };
+  const __m512i one = _mm512_set1_epi32(1);
+  __m512i r0 = _mm512_setzero_si512(), r1 = _mm512_setzero_si512();
+  for (int r = 1; r < 8; r++) {
+    if (r > reach && r < 8 - reach) continue;
+    const __m512 u = _mm512_permutexvar_ps(_mm512_loadu_si512((const void *)rotation[r]), v);
+    const unsigned half = 0xffu << (8 - r) & 0xffu; /* the lanes whose partner wrapped: a lower lane */
+    const __mmask16 wrapped = (__mmask16)(half | half << 8);
+    const __mmask16 before = (__mmask16)(_mm512_mask_cmp_ps_mask((__mmask16)~wrapped, u, v, _CMP_GT_OQ) |
+                                         _mm512_mask_cmp_ps_mask(wrapped, u, v, _CMP_GE_OQ));
+    if (r & 1) r0 = _mm512_mask_add_epi32(r0, before, r0, one);
+    else r1 = _mm512_mask_add_epi32(r1, before, r1, one);
+  }
+  return _mm512_add_epi32(r0, r1);
+}
+
 /* rank[i] = the lanes j of v with v[j] > v[i]: with distinct values, moe_rank16's order in half
  * the compares. Equal values share the lowest rank of their group, so the ranks sum to less than
  * 0 + 1 + ... + 15 = 120 exactly when two lanes tie. */
@@ -257,7 +286,8 @@ static LK_INLINE bool moe_keep_groups_ranked(const float *sel, int64_t n, int64_
   __mmask16 firsts = 0;
   for (int64_t g = 0; g < groups; g++) firsts |= (__mmask16)(1u << (g * per_group));
   const __m512 group_score = _mm512_mask_compress_ps(_mm512_set1_ps(-INFINITY), firsts, score);
-  const __mmask16 kept = _mm512_cmplt_epi32_mask(moe_rank16(group_score), _mm512_set1_epi32((int)topk_groups));
+  const __m512i group_rank = groups <= 8 ? moe_rank8_within(group_score, 7) : moe_rank16(group_score);
+  const __mmask16 kept = _mm512_cmplt_epi32_mask(group_rank, _mm512_set1_epi32((int)topk_groups));
   uint64_t bits = 0; /* without a branch on the data: a kept pattern is a coin toss per group */
   for (int64_t g = 0; g < groups; g++) bits |= (0 - (uint64_t)(kept >> g & 1)) & (((1ull << per_group) - 1) << (g * per_group));
   *keep = bits;
@@ -326,6 +356,27 @@ static LK_INLINE void moe_stage_begin(const moe_job *job, int64_t t, float *buff
   }
 }
 
+/* e^d for softmax's sum (d = logit - max <= 0, or NaN): d clamped at -87 (e^d stays a normal
+ * number: no microcode assists, and below that it adds nothing to a sum that holds 1), rounding by
+ * the 1.5 * 2^23 constant, and a degree-5 polynomial fitted for relative error (8.4e-8 before
+ * rounding, against lk_v_exp's 3e-9): 12 instructions against its 16. The sum's relative error stays
+ * within a few 1e-7, far inside the weights' 1e-5 tolerance; the chosen weights' own exps use
+ * lk_v_exp. NaN stays NaN (vmaxps returns its second operand when either is NaN). */
+static LK_INLINE __m512 moe_exp_for_sum(__m512 d) {
+  const __m512 a = _mm512_max_ps(_mm512_set1_ps(-87.0f), d);
+  const __m512 magic = _mm512_set1_ps(12582912.0f);
+  const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(a, _mm512_set1_ps(LK_LOG2E), magic), magic);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LK_LN2_HI), a);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LK_LN2_LO), r);
+  __m512 p = _mm512_set1_ps(8.2962132062e-03f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1925366119e-02f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6667649444e-01f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.9998804711e-01f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.9999965328e-01f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0000000805e+00f));
+  return _mm512_scalef_ps(p, n);
+}
+
 /* Stage 3b: softmax's max and 1 / sum over the row, for SOFTMAX_TOPK ranked in place without
  * groups: the top logit is the row's maximum, known from stage 1. Run between the selection's
  * stages, its exps fill the time their dependent chains leave the core idle. */
@@ -335,10 +386,10 @@ static LK_INLINE void moe_stage_sum(const moe_job *job, moe_ranked *s) {
   __m512 s0 = _mm512_setzero_ps(), s1 = s0;
   int64_t e = 0;
   for (; e + 32 <= n; e += 32) { /* a NaN or +inf logit makes the sum NaN, as the formula does */
-    s0 = _mm512_add_ps(s0, lk_v_exp(_mm512_sub_ps(_mm512_loadu_ps(s->sel + e), max)));
-    s1 = _mm512_add_ps(s1, lk_v_exp(_mm512_sub_ps(_mm512_loadu_ps(s->sel + e + 16), max)));
+    s0 = _mm512_add_ps(s0, moe_exp_for_sum(_mm512_sub_ps(_mm512_loadu_ps(s->sel + e), max)));
+    s1 = _mm512_add_ps(s1, moe_exp_for_sum(_mm512_sub_ps(_mm512_loadu_ps(s->sel + e + 16), max)));
   }
-  if (e < n) s0 = _mm512_add_ps(s0, lk_v_exp(_mm512_sub_ps(_mm512_loadu_ps(s->sel + e), max)));
+  if (e < n) s0 = _mm512_add_ps(s0, moe_exp_for_sum(_mm512_sub_ps(_mm512_loadu_ps(s->sel + e), max)));
   s->row.max = max;
   s->row.inv_sum = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
   s->summed = true;
@@ -386,21 +437,22 @@ static LK_INLINE void moe_stage_weights(const moe_job *job, moe_ranked *s) {
 }
 
 /* Stage 5: the outputs in weight order, ties to the lower id: the candidates are in id order, so
- * the two-compare rank of the chosen ones' weights gives it. For k <= 4 the chosen are compressed
- * into the first k lanes (still in id order) first, where 2k - 2 rotations rank them instead of 15. */
+ * the two-compare rank of the chosen ones' weights gives it. For k <= 8 the chosen are compressed
+ * into the first k lanes (still in id order) first, where at most 7 rotations rank them, not 15. */
 static LK_INLINE void moe_stage_store(const moe_job *job, int64_t t, const moe_ranked *s) {
   const int64_t k = job->p.top_k;
   __m512 w = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), s->chosen, s->w);
   __m512i id = s->id;
   __mmask16 chosen = s->chosen;
-  int reach = 15;
-  if (k <= 4) {
+  __m512i order;
+  if (k <= 8) { /* compressed (still in id order), the chosen are ranked within the first k lanes */
     w = _mm512_mask_compress_ps(_mm512_set1_ps(-INFINITY), chosen, w);
     id = _mm512_maskz_compress_epi32(chosen, id);
     chosen = (__mmask16)((1u << k) - 1u);
-    reach = (int)k - 1;
+    order = moe_rank8_within(w, (int)k - 1);
+  } else {
+    order = moe_rank16(w);
   }
-  const __m512i order = moe_rank16_within(w, reach);
   float *weights = job->p.weights + t * k;
   int32_t *ids = job->p.expert_ids + t * k;
   if (k <= 4) { /* a scatter costs about a uop per lane, masked or not: k scalar moves instead */
