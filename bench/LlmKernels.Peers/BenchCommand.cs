@@ -6,7 +6,7 @@ namespace LlmKernels.Peers;
 
 /// <summary>
 /// `llmk bench [--quick] [--json FILE] [--threads N] [--filter FAMILY]`: this machine's ceilings,
-/// then every case of <see cref="BenchFamilies"/> (RMSNorm, LayerNorm, SwiGLU, RoPE, attention, MoE gating; f32 and
+/// then every case of <see cref="BenchFamilies"/> (RMSNorm, LayerNorm, SwiGLU, RoPE, attention, MoE gating, MoE permute and combine; f32 and
 /// bf16) in GB/s (GFLOP/s for the attention prefill), as a fraction of the copy, read or FMA ceiling,
 /// and as ratios to every peer, all measured in this
 /// process with one thread count; then the managed call's overhead over the raw P/Invoke.

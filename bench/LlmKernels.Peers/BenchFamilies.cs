@@ -3,7 +3,7 @@ namespace LlmKernels.Peers;
 /// <summary>Every case `llmk bench` runs, family by family, in table order.</summary>
 public static class BenchFamilies
 {
-    public static IReadOnlyList<string> Names { get; } = ["rms_norm", "layer_norm", "swiglu", "rope", "attention", "moe_gating"];
+    public static IReadOnlyList<string> Names { get; } = ["rms_norm", "layer_norm", "swiglu", "rope", "attention", "moe_gating", "moe_permute"];
 
     /// <summary>
     /// The full run measures every shape of every family; <c>--quick</c> keeps the shapes of the
@@ -20,5 +20,6 @@ public static class BenchFamilies
             .Concat(SwiGluCase.Cases(quick))
             .Concat(RopeCase.Cases(quick))
             .Concat(AttentionCase.Cases(quick))
-            .Concat(MoeGatingCase.Cases(quick));
+            .Concat(MoeGatingCase.Cases(quick))
+            .Concat(MoePermuteCase.Cases(quick));
 }

@@ -73,6 +73,7 @@ public sealed class BenchTable(TextWriter output, Ceilings ceilings)
         output.WriteLine("the naive attention loops are timed on a slice (prefill: 1 head of 32; decode: 1 sequence of 8), scaled to the call.");
         output.WriteLine("moe gating: GB/s of logits read + ids and weights written, against the read ceiling; ggml = llama.cpp build_moe_ffn's");
         output.WriteLine("composition (f32; argsort of every row), checked as (id, weight) sets with its exact ties in either order.");
+        output.WriteLine("moe permute/combine: ggml = ggml_get_rows (permute), build_moe_ffn's get_rows + mul + view/add tail (combine), f32.");
         output.WriteLine("tensorprim and naive are single-threaded by nature; ggml and onnxruntime use the same thread count as LlmKernels.");
         output.WriteLine("n/a: peer unavailable here; MISMATCH: its result disagreed with the float64 reference and was not timed;");
         output.WriteLine("-: no such peer for the family (ONNX Runtime has no SwiGLU op on the CPU, attention is no TensorPrimitives");

@@ -27,9 +27,15 @@ public sealed class ErrorTracker(double tolerance)
         _ => 1.0 / 64,
     };
 
-    public void Track(float got, double expected, string where)
+    public void Track(float got, double expected, string where) => Track(got, expected, Math.Max(Math.Abs(expected), 1.0), where);
+
+    /// <summary>
+    /// The error relative to <paramref name="scale"/> instead (positive): the magnitude the result's rounding is
+    /// measured against, as <c>sum |w x|</c> for a weighted sum whose terms may cancel (MoE combine).
+    /// </summary>
+    public void Track(float got, double expected, double scale, string where)
     {
-        double error = Math.Abs(got - expected) / Math.Max(Math.Abs(expected), 1.0);
+        double error = Math.Abs(got - expected) / scale;
         // NaN compares false: catch it explicitly, it is the most common garbage.
         if (double.IsNaN(error))
             error = double.PositiveInfinity;

@@ -59,6 +59,8 @@ public sealed unsafe class GgmlLibrary
     public readonly delegate* unmanaged<nint, int, long, long, nint> NewTensor2d;
     public readonly delegate* unmanaged<nint, int, long, long, long, nint> NewTensor3d;
     public readonly delegate* unmanaged<nint, int, long, long, long, long, nint> NewTensor4d;
+    // ggml_view_2d(ctx, a, ne0, ne1, nb1, offset)
+    public readonly delegate* unmanaged<nint, nint, long, long, nuint, nuint, nint> View2d;
     public readonly delegate* unmanaged<nint, nint, long, long, long, nuint, nuint, nuint, nint> View3d;
     public readonly delegate* unmanaged<nint, nint, float, nint> RmsNorm;
     public readonly delegate* unmanaged<nint, nint, float, nint> Norm;
@@ -110,6 +112,7 @@ public sealed unsafe class GgmlLibrary
         NewTensor3d = (delegate* unmanaged<nint, int, long, long, long, nint>)NativeLibrary.GetExport(@base, "ggml_new_tensor_3d");
         NewTensor4d = (delegate* unmanaged<nint, int, long, long, long, long, nint>)NativeLibrary.GetExport(@base, "ggml_new_tensor_4d");
         FlashAttnExt = (delegate* unmanaged<nint, nint, nint, nint, nint, float, float, float, nint>)NativeLibrary.GetExport(@base, "ggml_flash_attn_ext");
+        View2d = (delegate* unmanaged<nint, nint, long, long, nuint, nuint, nint>)NativeLibrary.GetExport(@base, "ggml_view_2d");
         View3d = (delegate* unmanaged<nint, nint, long, long, long, nuint, nuint, nuint, nint>)NativeLibrary.GetExport(@base, "ggml_view_3d");
         RmsNorm = (delegate* unmanaged<nint, nint, float, nint>)NativeLibrary.GetExport(@base, "ggml_rms_norm");
         Norm = (delegate* unmanaged<nint, nint, float, nint>)NativeLibrary.GetExport(@base, "ggml_norm");

@@ -7,7 +7,7 @@ namespace LlmKernels.Peers;
 /// </summary>
 public interface IBenchCase
 {
-    /// <summary>The family `llmk bench --filter` selects: rms_norm, layer_norm, swiglu, rope, attention, moe_gating.</summary>
+    /// <summary>The family `llmk bench --filter` selects: rms_norm, layer_norm, swiglu, rope, attention, moe_gating, moe_permute.</summary>
     string Family { get; }
 
     /// <summary>The kernel and form, as in tables and JSON (e.g. fused_add_layer_norm, swiglu_split).</summary>

@@ -16,18 +16,25 @@ public static unsafe class TestData
     {
         for (long i = 0; i < count; i++)
         {
-            // xorshift64*: fast, deterministic across runs and machines.
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            ulong bits = state * 0x2545F4914F6CDD1DUL;
-            float unit = (bits >> 40) * (1f / (1 << 24));
+            float unit = (Next(ref state) >> 40) * (1f / (1 << 24));
             float value = low + range * unit;
             // Keep clear of zero so that the value stays a normal f16 (8 significant bits fit).
             if (MathF.Abs(value) < MinMagnitude)
                 value = MathF.CopySign(MinMagnitude, value);
             data[i] = Bf16Codec.Decode(Bf16Codec.Encode(value));
         }
+    }
+
+    /// <summary>An integer uniform in [0, <paramref name="count"/>), advancing <paramref name="state"/> (routing choices).</summary>
+    public static int Index(int count, ref ulong state) => (int)((Next(ref state) >> 32) * (ulong)count >> 32);
+
+    /// <summary>xorshift64*: fast, deterministic across runs and machines.</summary>
+    private static ulong Next(ref ulong state)
+    {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        return state * 0x2545F4914F6CDD1DUL;
     }
 
     /// <summary>Values per block of <see cref="Create"/>, each block from its own seed.</summary>
