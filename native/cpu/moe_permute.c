@@ -63,6 +63,18 @@ static lk_status check_rows(int64_t *stride, int64_t hidden, const char *name) {
   return LK_OK;
 }
 
+/* The rows a call reads (only checked when some index points into them): present, within the
+ * address space, and apart from the output. */
+static lk_status check_source(lk_span out, const void *base, int64_t rows, int64_t hidden, int64_t stride, lk_dtype dtype,
+                              const char *name, const char *rows_name) {
+  if (!base) return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s: NULL", name);
+  if (lk_extent_bytes(base, rows, hidden, stride, dtype) < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s: %lld rows of %s exceed the address space", rows_name, (long long)rows, name);
+  if (lk_spans_overlap(out, lk_rows_span(base, rows, hidden, stride, dtype)))
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "output: overlaps %s", name);
+  return LK_OK;
+}
+
 static lk_status validate_permute(const lk_moe_permute_params *params, lk_moe_permute_params *p) {
   if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
   *p = *params;
@@ -93,14 +105,8 @@ static lk_status validate_permute(const lk_moe_permute_params *params, lk_moe_pe
                      (long long)r, (int)s, (long long)slots);
     reads = reads || s >= 0;
   }
-  if (reads) { /* only a plan with a real slot reads the input */
-    if (!p->input) return lk_fail(LK_ERR_INVALID_ARGUMENT, "input: NULL");
-    if (lk_extent_bytes(p->input, p->num_tokens, p->hidden, p->input_stride, p->dtype) < 0)
-      return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_tokens: %lld rows of input exceed the address space", (long long)p->num_tokens);
-    if (lk_spans_overlap(out, lk_rows_span(p->input, p->num_tokens, p->hidden, p->input_stride, p->dtype)))
-      return lk_fail(LK_ERR_INVALID_ARGUMENT, "output: overlaps input");
-  }
-  return LK_OK;
+  /* only a plan with a real slot reads the input */
+  return reads ? check_source(out, p->input, p->num_tokens, p->hidden, p->input_stride, p->dtype, "input", "num_tokens") : LK_OK;
 }
 
 LK_API lk_status lk_moe_permute(lk_cpu_context *context, const lk_moe_permute_params *params) {
@@ -179,14 +185,8 @@ static lk_status validate_combine(const lk_moe_combine_params *params, lk_moe_co
                      (long long)s, (long long)(s / p->top_k), (int)r, (long long)p->num_rows);
     reads = reads || r >= 0;
   }
-  if (reads) {
-    if (!p->expert_output) return lk_fail(LK_ERR_INVALID_ARGUMENT, "expert_output: NULL");
-    if (lk_extent_bytes(p->expert_output, p->num_rows, p->hidden, p->expert_stride, p->dtype) < 0)
-      return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_rows: %lld rows of expert_output exceed the address space", (long long)p->num_rows);
-    if (lk_spans_overlap(out, lk_rows_span(p->expert_output, p->num_rows, p->hidden, p->expert_stride, p->dtype)))
-      return lk_fail(LK_ERR_INVALID_ARGUMENT, "output: overlaps expert_output");
-  }
-  return LK_OK;
+  return reads ? check_source(out, p->expert_output, p->num_rows, p->hidden, p->expert_stride, p->dtype, "expert_output", "num_rows")
+               : LK_OK;
 }
 
 LK_API lk_status lk_moe_combine(lk_cpu_context *context, const lk_moe_combine_params *params) {
