@@ -24,44 +24,41 @@
 
 /* rank[i] = the lanes j of v before lane i in the order: v[j] > v[i], or v[j] == v[i] and j < i.
  * Rotation r compares lane i with lane (i + r) mod 16: a higher lane unless it wrapped, so the
- * wrapped lanes win ties. NaN ranks no lane (the callers' lanes hold numbers or -inf padding).
- * Only lanes at most `reach` apart are compared (15: all of them): ranking the first reach + 1
- * lanes among themselves needs rotations 1 .. reach and 16 - reach .. 15 only. */
-static LK_INLINE __m512i moe_rank16_within(__m512 v, int reach) {
+ * wrapped lanes win ties. NaN ranks no lane (the callers' lanes hold numbers or -inf padding). */
+static LK_INLINE __m512i moe_rank16(__m512 v) {
   const __m512i vi = _mm512_castps_si512(v), one = _mm512_set1_epi32(1);
   __m512i r0 = _mm512_setzero_si512(), r1 = _mm512_setzero_si512();
 #define LK_MOE_RANK_STEP(acc, r)                                                                                               \
-  if ((r) <= reach || (r) >= 16 - reach) {                                                                                     \
+  do {                                                                                                                         \
     const __m512 u = _mm512_castsi512_ps(_mm512_alignr_epi32(vi, vi, r));                                                      \
     const __mmask16 wrapped = (__mmask16)(0xffffu << (16 - (r)));                                                              \
     const __mmask16 before = (__mmask16)(_mm512_mask_cmp_ps_mask((__mmask16)~wrapped, u, v, _CMP_GT_OQ) |                      \
                                          _mm512_mask_cmp_ps_mask(wrapped, u, v, _CMP_GE_OQ));                                  \
     acc = _mm512_mask_add_epi32(acc, before, acc, one);                                                                        \
-  }
-  LK_MOE_RANK_STEP(r0, 1)
-  LK_MOE_RANK_STEP(r1, 2)
-  LK_MOE_RANK_STEP(r0, 3)
-  LK_MOE_RANK_STEP(r1, 4)
-  LK_MOE_RANK_STEP(r0, 5)
-  LK_MOE_RANK_STEP(r1, 6)
-  LK_MOE_RANK_STEP(r0, 7)
-  LK_MOE_RANK_STEP(r1, 8)
-  LK_MOE_RANK_STEP(r0, 9)
-  LK_MOE_RANK_STEP(r1, 10)
-  LK_MOE_RANK_STEP(r0, 11)
-  LK_MOE_RANK_STEP(r1, 12)
-  LK_MOE_RANK_STEP(r0, 13)
-  LK_MOE_RANK_STEP(r1, 14)
-  LK_MOE_RANK_STEP(r0, 15)
+  } while (0)
+  LK_MOE_RANK_STEP(r0, 1);
+  LK_MOE_RANK_STEP(r1, 2);
+  LK_MOE_RANK_STEP(r0, 3);
+  LK_MOE_RANK_STEP(r1, 4);
+  LK_MOE_RANK_STEP(r0, 5);
+  LK_MOE_RANK_STEP(r1, 6);
+  LK_MOE_RANK_STEP(r0, 7);
+  LK_MOE_RANK_STEP(r1, 8);
+  LK_MOE_RANK_STEP(r0, 9);
+  LK_MOE_RANK_STEP(r1, 10);
+  LK_MOE_RANK_STEP(r0, 11);
+  LK_MOE_RANK_STEP(r1, 12);
+  LK_MOE_RANK_STEP(r0, 13);
+  LK_MOE_RANK_STEP(r1, 14);
+  LK_MOE_RANK_STEP(r0, 15);
 #undef LK_MOE_RANK_STEP
   return _mm512_add_epi32(r0, r1);
 }
 
-static LK_INLINE __m512i moe_rank16(__m512 v) { return moe_rank16_within(v, 15); }
-
-/* moe_rank16_within for the first 8 lanes (lanes 8-15 ranked likewise among themselves): rotations
- * within each 8-lane half, 7 for all 8 lanes against 15, so half the compares where at most 8
- * values are ranked (8 groups, 8 chosen). */
+/* moe_rank16 for the first 8 lanes (lanes 8-15 ranked likewise among themselves): rotations within
+ * each 8-lane half, 7 for all 8 lanes against 15, so half the compares where at most 8 values are
+ * ranked (8 groups, 8 chosen). Only lanes at most `reach` apart are compared (7: all of them):
+ * ranking the first reach + 1 lanes among themselves needs rotations 1 .. reach and 8 - reach .. 7. */
 static LK_INLINE __m512i moe_rank8_within(__m512 v, int reach) {
   static const int32_t rotation[8][16] = {
       {0},
@@ -129,6 +126,7 @@ typedef struct moe_ranked {
   bool by_logit;      /* sel holds the logits themselves, as f32 (no correction bias) */
   bool ok;            /* false: the general kernel does this token */
   bool summed;        /* row.max and row.inv_sum are softmax's (moe_stage_sum) */
+  float *sigmoid;     /* SIGMOID with a bias: each expert's sigmoid, or NULL */
   __m512 lane_max, threshold, score, w;
   __m512i id, rank;
   __mmask16 chosen;
@@ -294,33 +292,60 @@ static LK_INLINE bool moe_keep_groups_ranked(const float *sel, int64_t n, int64_
   return true;
 }
 
-/* sigmoid(x) for selection scores: 1 / (1 + e^-x) with -x clamped to [-87, 80] (so e^-x is a
- * normal number and so is its reciprocal: no microcode assists; below x = -80 this gives 1.8e-35,
- * not e^x, which no selection can tell from it) and the reciprocal an estimate with one Newton
- * step; within a few ulp of lk_v_sigmoid, with 19 instructions against its 25. A division
- * (vdivps on 512 bits: one per 10 cycles, on one port) would cost more than the rest of the
- * selection. NaN stays NaN. */
-static LK_INLINE __m512 moe_sigmoid_select(__m512 x) {
-  const __m512 a = _mm512_max_ps(_mm512_set1_ps(-87.0f), _mm512_min_ps(_mm512_set1_ps(80.0f), _mm512_xor_ps(x, _mm512_set1_ps(-0.0f))));
-  const __m512 magic = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+/* e^r for |r| <= ln2/2 (plus rounding slack) by a degree-5 polynomial fitted for relative error:
+ * 8.4e-8 before rounding, against lk_v_exp_reduced's 3e-9, with five FMAs against seven. For
+ * sums and selection scores, whose few 1e-7 stay far inside the 1e-5 the weights are held to. */
+static LK_INLINE __m512 moe_exp_reduced5(__m512 r) {
+  __m512 p = _mm512_set1_ps(8.2962132062e-03f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1925366119e-02f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6667649444e-01f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.9998804711e-01f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.9999965328e-01f));
+  return _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0000000805e+00f));
+}
+
+/* e^a for a in [-87, 0] (or NaN, which stays NaN): rounding by the 1.5 * 2^23 constant, the
+ * two-part ln2 reduction and moe_exp_reduced5; a normal number throughout, so no microcode
+ * assists. */
+static LK_INLINE __m512 moe_exp_clamped(__m512 a) {
+  const __m512 magic = _mm512_set1_ps(12582912.0f); /* adding it rounds to an integer */
   const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(a, _mm512_set1_ps(LK_LOG2E), magic), magic);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LK_LN2_HI), a);
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LK_LN2_LO), r);
-  const __m512 d = _mm512_add_ps(_mm512_scalef_ps(lk_v_exp_reduced(r), n), _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(moe_exp_reduced5(r), n);
+}
+
+/* e^d for softmax's sum (d = logit - max <= 0, or NaN): d clamped at -87, below which it adds
+ * nothing to a sum that holds 1. 12 instructions against lk_v_exp's 16; the chosen weights' own
+ * exps use lk_v_exp. NaN stays NaN (vmaxps returns its second operand when either is NaN). */
+static LK_INLINE __m512 moe_exp_for_sum(__m512 d) { return moe_exp_clamped(_mm512_max_ps(_mm512_set1_ps(-87.0f), d)); }
+
+/* sigmoid(x) for DeepSeek-V3's scores: 1 / (1 + e^-x) with -x clamped to [-87, 87] (so e^-x is a
+ * normal number and so is its reciprocal: no microcode assists; below x = -87 this gives the
+ * smallest, 1.6e-38, where f32's own formula goes subnormal and then 0), moe_exp_clamped, and the reciprocal an estimate
+ * with one Newton step: within a few ulp of lk_v_sigmoid, with 16 instructions against its 25. A
+ * division (vdivps on 512 bits: one per 10 cycles, on one port) would cost more than the rest of
+ * the selection. NaN stays NaN. */
+static LK_INLINE __m512 moe_sigmoid_select(__m512 x) {
+  const __m512 a = _mm512_max_ps(_mm512_set1_ps(-87.0f), _mm512_min_ps(_mm512_set1_ps(87.0f), _mm512_xor_ps(x, _mm512_set1_ps(-0.0f))));
+  const __m512 d = _mm512_add_ps(moe_exp_clamped(a), _mm512_set1_ps(1.0f));
   const __m512 e = _mm512_rcp14_ps(d);
   return _mm512_fmadd_ps(_mm512_fnmadd_ps(d, e, _mm512_set1_ps(1.0f)), e, e);
 }
 
-/* DeepSeek-V3's selection scores, sigmoid(x) + bias, for logits in whole vectors; whether any is
- * NaN. */
-static LK_INLINE bool moe_fill_sigmoid_bias(const void *x, lk_dtype dtype, const float *bias, int64_t n, float *sel) {
-  __mmask16 nan = 0;
+/* DeepSeek-V3's selection scores, sigmoid(x) + bias, for logits in whole vectors, and the sigmoids
+ * themselves (the weights of the chosen) into p where it is not NULL; whether any score is NaN
+ * (found by a sum, which NaN reaches: a compare into a mask would take the shuffle port). */
+static LK_INLINE bool moe_fill_sigmoid_bias(const void *x, lk_dtype dtype, const float *bias, int64_t n, float *sel, float *p) {
+  __m512 any = _mm512_setzero_ps();
   for (int64_t e = 0; e < n; e += 16) {
-    const __m512 s = _mm512_add_ps(moe_sigmoid_select(lk_v_load(x, e, dtype)), _mm512_loadu_ps(bias + e));
-    nan |= _mm512_cmp_ps_mask(s, s, _CMP_UNORD_Q);
+    const __m512 sigmoid = moe_sigmoid_select(lk_v_load(x, e, dtype));
+    const __m512 s = _mm512_add_ps(sigmoid, _mm512_loadu_ps(bias + e));
+    any = _mm512_add_ps(any, s); /* NaN from a NaN (or from inf - inf: the general kernel then) */
     _mm512_storeu_ps(sel + e, s);
+    if (p) _mm512_storeu_ps(p + e, sigmoid);
   }
-  return nan != 0;
+  return _mm512_cmp_ps_mask(any, any, _CMP_UNORD_Q) != 0;
 }
 
 /* Stage 0: the token's selection scores and which of them take part. Without a correction bias the
@@ -333,6 +358,7 @@ static LK_INLINE void moe_stage_begin(const moe_job *job, int64_t t, float *buff
   s->row = (moe_vrow){(const char *)p->logits + t * p->logits_stride * (int64_t)lk_dtype_size(p->dtype), p->correction_bias,
                       p->dtype, p->scoring, _mm512_setzero_ps(), _mm512_set1_ps(1.0f)};
   s->by_logit = !s->row.bias;
+  s->sigmoid = NULL;
   s->sel = (const float *)s->row.logits;
   if (s->by_logit && p->dtype != LK_DTYPE_F32) { /* f16 and bf16 widen to f32 exactly: ranked as the logits */
     for (int64_t e = 0; e < n; e += 16) _mm512_storeu_ps(buffer + e, lk_v_load(s->row.logits, e, p->dtype));
@@ -344,7 +370,9 @@ static LK_INLINE void moe_stage_begin(const moe_job *job, int64_t t, float *buff
   s->summed = false;
   if (!s->by_logit) {
     if (p->scoring == LK_MOE_SOFTMAX_TOPK && s->row.bias) moe_softmax_stats_avx512(&s->row, n); /* p + bias */
-    const bool nan = p->scoring == LK_MOE_SIGMOID ? moe_fill_sigmoid_bias(s->row.logits, p->dtype, s->row.bias, n, buffer)
+    /* the sigmoids kept beside the scores where the buffer has room: the chosen's weights */
+    s->sigmoid = p->scoring == LK_MOE_SIGMOID && n <= MOE_ROW_MAX / 2 ? buffer + MOE_ROW_MAX / 2 + 16 : NULL;
+    const bool nan = p->scoring == LK_MOE_SIGMOID ? moe_fill_sigmoid_bias(s->row.logits, p->dtype, s->row.bias, n, buffer, s->sigmoid)
                                                   : moe_fill_avx512(&s->row, n, buffer);
     s->sel = buffer;
     s->ok = !nan;
@@ -354,27 +382,6 @@ static LK_INLINE void moe_stage_begin(const moe_job *job, int64_t t, float *buff
     s->kept_n = 0;
     for (uint64_t bits = s->keep; bits; bits &= bits - 1) s->kept[s->kept_n++] = (uint8_t)lk_ctz64(bits);
   }
-}
-
-/* e^d for softmax's sum (d = logit - max <= 0, or NaN): d clamped at -87 (e^d stays a normal
- * number: no microcode assists, and below that it adds nothing to a sum that holds 1), rounding by
- * the 1.5 * 2^23 constant, and a degree-5 polynomial fitted for relative error (8.4e-8 before
- * rounding, against lk_v_exp's 3e-9): 12 instructions against its 16. The sum's relative error stays
- * within a few 1e-7, far inside the weights' 1e-5 tolerance; the chosen weights' own exps use
- * lk_v_exp. NaN stays NaN (vmaxps returns its second operand when either is NaN). */
-static LK_INLINE __m512 moe_exp_for_sum(__m512 d) {
-  const __m512 a = _mm512_max_ps(_mm512_set1_ps(-87.0f), d);
-  const __m512 magic = _mm512_set1_ps(12582912.0f);
-  const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(a, _mm512_set1_ps(LK_LOG2E), magic), magic);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LK_LN2_HI), a);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LK_LN2_LO), r);
-  __m512 p = _mm512_set1_ps(8.2962132062e-03f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1925366119e-02f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6667649444e-01f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.9998804711e-01f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.9999965328e-01f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0000000805e+00f));
-  return _mm512_scalef_ps(p, n);
 }
 
 /* Stage 3b: softmax's max and 1 / sum over the row, for SOFTMAX_TOPK ranked in place without
@@ -395,6 +402,18 @@ static LK_INLINE void moe_stage_sum(const moe_job *job, moe_ranked *s) {
   s->summed = true;
 }
 
+/* The end of stage 4: renormalisation and scaling; NaN weights (a NaN or +inf logit under softmax)
+ * or a negative scale have no order in compares: the general kernel, with moe_finish's total
+ * order, does those rows. */
+static LK_INLINE void moe_stage_weights_finish(const moe_job *job, moe_ranked *s) {
+  const lk_moe_gating_params *p = &job->p;
+  __m512 w = s->w;
+  if (p->flags & LK_MOE_RENORMALIZE) w = _mm512_div_ps(w, _mm512_set1_ps(_mm512_reduce_add_ps(w)));
+  if (p->routed_scaling_factor != 0.0f) w = _mm512_mul_ps(w, _mm512_set1_ps(p->routed_scaling_factor));
+  s->w = w;
+  s->ok = !_mm512_mask_cmp_ps_mask(s->chosen, w, w, _CMP_UNORD_Q) && p->routed_scaling_factor >= 0.0f;
+}
+
 /* Stage 4: the chosen experts' weights, by the general kernel's formulas with the same vector exp
  * and sigmoid (sums reduced as trees, so the last bits may differ from it). Only the chosen lanes
  * are computed on, the others as 0: exp of -inf padding would be a subnormal, whose microcode
@@ -402,6 +421,15 @@ static LK_INLINE void moe_stage_sum(const moe_job *job, moe_ranked *s) {
 static LK_INLINE void moe_stage_weights(const moe_job *job, moe_ranked *s) {
   const lk_moe_gating_params *p = &job->p;
   const int64_t n = p->num_experts;
+  if (s->sigmoid) { /* the weights are the chosen's sigmoids, already computed */
+    s->w = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), s->chosen, s->id, s->sigmoid, 4);
+    /* a saturated one (a logit below -87) is the clamp's 1.6e-38, not the formula's subnormal or
+     * 0: the general kernel does that token */
+    const bool saturated = _mm512_mask_cmp_ps_mask(s->chosen, s->w, _mm512_set1_ps(2e-38f), _CMP_LT_OQ) != 0;
+    moe_stage_weights_finish(job, s);
+    if (saturated) s->ok = false;
+    return;
+  }
   __m512 x; /* the chosen experts' logits */
   if (s->by_logit) {
     x = _mm512_maskz_mov_ps(s->chosen, s->score);
@@ -428,12 +456,8 @@ static LK_INLINE void moe_stage_weights(const moe_job *job, moe_ranked *s) {
   }
   default: w = _mm512_maskz_mov_ps(s->chosen, lk_v_sigmoid(x)); break;
   }
-  if (p->flags & LK_MOE_RENORMALIZE) w = _mm512_div_ps(w, _mm512_set1_ps(_mm512_reduce_add_ps(w)));
-  if (p->routed_scaling_factor != 0.0f) w = _mm512_mul_ps(w, _mm512_set1_ps(p->routed_scaling_factor));
   s->w = w;
-  /* NaN weights (a NaN or +inf logit under softmax) or a negative scale have no order in compares:
-   * the general kernel, with moe_finish's total order, does those rows */
-  s->ok = !_mm512_mask_cmp_ps_mask(s->chosen, w, w, _CMP_UNORD_Q) && p->routed_scaling_factor >= 0.0f;
+  moe_stage_weights_finish(job, s);
 }
 
 /* Stage 5: the outputs in weight order, ties to the lower id: the candidates are in id order, so
