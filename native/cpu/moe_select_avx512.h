@@ -350,8 +350,8 @@ static LK_INLINE bool moe_fill_sigmoid_bias(const void *x, lk_dtype dtype, const
 
 /* Stage 0: the token's selection scores and which of them take part. Without a correction bias the
  * logits themselves are ranked: f32 in place, f16 and bf16 widened into the buffer; with one, the
- * scores are filled into the buffer (score + bias). Declines (ok false) rows this path does not do: NaN selection scores (the
- * general kernel's insertion list), and grouped shapes moe_keep_groups_ranked does not take. */
+ * scores are filled into the buffer (score + bias). Declines (ok false) rows with NaN selection
+ * scores (the general kernel's insertion list). */
 static LK_INLINE void moe_stage_begin(const moe_job *job, int64_t t, float *buffer, moe_ranked *s) {
   const lk_moe_gating_params *p = &job->p;
   const int64_t n = p->num_experts;
@@ -377,11 +377,13 @@ static LK_INLINE void moe_stage_begin(const moe_job *job, int64_t t, float *buff
     s->sel = buffer;
     s->ok = !nan;
   }
-  if (s->ok && s->masked) {
-    s->ok = moe_keep_groups_ranked(s->sel, n, job->groups, p->topk_groups, s->row.bias != NULL, &s->keep);
-    s->kept_n = 0;
-    for (uint64_t bits = s->keep; bits; bits &= bits - 1) s->kept[s->kept_n++] = (uint8_t)lk_ctz64(bits);
-  }
+}
+
+/* Stage 0b: grouped selection's kept groups, and the list of their vectors. */
+static LK_INLINE void moe_stage_groups(const moe_job *job, moe_ranked *s) {
+  s->ok = moe_keep_groups_ranked(s->sel, job->p.num_experts, job->groups, job->p.topk_groups, s->row.bias != NULL, &s->keep);
+  s->kept_n = 0;
+  for (uint64_t bits = s->keep; bits; bits &= bits - 1) s->kept[s->kept_n++] = (uint8_t)lk_ctz64(bits);
 }
 
 /* Stage 3b: softmax's max and 1 / sum over the row, for SOFTMAX_TOPK ranked in place without
@@ -511,6 +513,10 @@ static LK_INLINE void moe_tokens_ranked(const moe_job *job, const int64_t t[2], 
 #define LK_MOE_EACH for (int u = 0; u < 2; u++)
 #pragma GCC unroll 2
   LK_MOE_EACH moe_stage_begin(job, t[u], buffer[u], &s[u]);
+  if (job->groups > 1) {
+#pragma GCC unroll 2
+    LK_MOE_EACH if (s[u].ok) moe_stage_groups(job, &s[u]);
+  }
   const bool sum = p->scoring == LK_MOE_SOFTMAX_TOPK && s[0].by_logit && job->groups == 1;
   if (small) {
 #pragma GCC unroll 2
