@@ -2,7 +2,8 @@
 #include "simd_avx512.h"
 #include "moe_simd.h"
 #include "moe_select_avx512.h"
-#include "moe_batch16_avx512.h"
+#define MOE_EXP_FOR_SUM moe_exp_for_sum
+#include "moe_batch_simd.h"
 #include "moe_combine_simd.h"
 
 void lk_moe_rows_avx512(const void *arg, int64_t begin, int64_t end) {
@@ -12,16 +13,7 @@ void lk_moe_rows_avx512(const void *arg, int64_t begin, int64_t end) {
   float *const buffer[2] = {buffer0, buffer1};
   const size_t row = (size_t)job->p.logits_stride * lk_dtype_size(job->p.dtype);
   const size_t row_used = (size_t)job->p.num_experts * lk_dtype_size(job->p.dtype);
-  int64_t t = begin;
-  if (moe_batch16_applies(job)) /* short rows, few picks: 16 tokens at once, a lane each */
-    for (; t + MOE_BATCH <= end; t += MOE_BATCH) {
-      if (t + 2 * MOE_BATCH <= end) /* the next 16 rows, while these are ranked */
-        for (int i = 0; i < MOE_BATCH; i++)
-          for (size_t b = 0; b < row_used; b += 64) _mm_prefetch((const char *)job->p.logits + (size_t)(t + MOE_BATCH + i) * row + b, _MM_HINT_T0);
-      const uint32_t done = moe_tokens16(job, t);
-      for (int i = 0; i < MOE_BATCH; i++)
-        if (!(done >> i & 1)) moe_token_avx512(job, t + i);
-    }
+  int64_t t = moe_rows_batched_avx512(job, begin, end); /* short rows, few picks: a lane a token */
   for (; t < end; t += 2) { /* in pairs (moe_tokens_ranked); an odd last token twice */
     const int64_t pair[2] = {t, t + 1 < end ? t + 1 : t};
     bool done[2];

@@ -227,33 +227,6 @@ static LK_INLINE void moe_stage_small(moe_ranked *s, int64_t n, int64_t k) {
   s->chosen = (__mmask16)((1u << k) - 1u);
 }
 
-/* Transposes the 16 x 16 block r in place: r[j] lane i = old r[i] lane j. */
-static LK_INLINE void moe_transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) { /* 128-bit block b of r[i + j]: rows i..i+3 of column 4b + j */
-    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-  }
-  for (int j = 0; j < 4; j++) { /* blocks of columns j, 4 + j, 8 + j, 12 + j */
-    t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
-    t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
-    t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
-    t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
-  }
-  for (int j = 0; j < 4; j++) {
-    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
-    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
-    r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
-    r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
-  }
-}
-
 /* Grouped selection for rows of at most 256 experts in groups of 16, 32, 64, 128 or 256: which
  * vectors the topk_groups best groups cover (bit per vector), or false where this does not apply.
  * The row's vectors are transposed so that lane v of the columns holds vector v's experts; a
@@ -267,7 +240,7 @@ static LK_INLINE bool moe_keep_groups_ranked(const float *sel, int64_t n, int64_
   if (n > 256 || n % (16 * groups) != 0 || (per_group & (per_group - 1)) != 0) return false;
   __m512 col[16];
   for (int64_t v = 0; v < 16; v++) col[v] = v < vectors ? _mm512_loadu_ps(sel + 16 * v) : _mm512_set1_ps(-INFINITY);
-  moe_transpose16(col);
+  lk_v_transpose(col);
   __m512 b1 = _mm512_set1_ps(-INFINITY), b2 = b1;
   for (int j = 0; j < 16; j++) {
     b2 = _mm512_max_ps(b2, _mm512_min_ps(b1, col[j]));

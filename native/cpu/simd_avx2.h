@@ -158,6 +158,25 @@ static LK_INLINE lk_vf lk_v_select(lk_vmask mask, lk_vf a, lk_vf b) { return _mm
 static LK_INLINE bool lk_v_mask_any(lk_vmask mask) { return _mm256_movemask_ps(mask) != 0; }
 /* Bit i set when lane i of the mask is. */
 static LK_INLINE uint32_t lk_v_mask_bits(lk_vmask mask) { return (uint32_t)_mm256_movemask_ps(mask); }
+static LK_INLINE lk_vmask lk_v_mask_or(lk_vmask a, lk_vmask b) { return _mm256_or_ps(a, b); }
+/* The 8 x 8 block r transposed in place: r[j] lane i = old r[i] lane j. */
+static LK_INLINE void lk_v_transpose(lk_vf r[8]) {
+  lk_vf t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) { /* in each 128-bit half: rows i..i+3 of one column */
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int j = 0; j < 4; j++) {
+    r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+    r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+  }
+}
 /* Integer view for bit tricks (exponent construction in exp). */
 typedef __m256i lk_vi;
 static LK_INLINE lk_vi lk_v_cvt_i32(lk_vf a) { return _mm256_cvtps_epi32(a); } /* nearest, ties even */

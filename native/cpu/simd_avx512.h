@@ -164,6 +164,33 @@ static LK_INLINE lk_vf lk_v_select(lk_vmask mask, lk_vf a, lk_vf b) { return _mm
 static LK_INLINE bool lk_v_mask_any(lk_vmask mask) { return mask != 0; }
 /* Bit i set when lane i of the mask is. */
 static LK_INLINE uint32_t lk_v_mask_bits(lk_vmask mask) { return (uint32_t)mask; }
+static LK_INLINE lk_vmask lk_v_mask_or(lk_vmask a, lk_vmask b) { return (lk_vmask)(a | b); }
+/* The 16 x 16 block r transposed in place: r[j] lane i = old r[i] lane j. */
+static LK_INLINE void lk_v_transpose(lk_vf r[16]) {
+  lk_vf t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) { /* 128-bit block b of r[i + j]: rows i..i+3 of column 4b + j */
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  for (int j = 0; j < 4; j++) { /* blocks of columns j, 4 + j, 8 + j, 12 + j */
+    t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+    t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
+    t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+    t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+  }
+  for (int j = 0; j < 4; j++) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
+    r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+    r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
+  }
+}
 typedef __m512i lk_vi;
 static LK_INLINE lk_vi lk_v_cvt_i32(lk_vf a) { return _mm512_cvtps_epi32(a); }
 static LK_INLINE lk_vf lk_v_cvt_f32(lk_vi a) { return _mm512_cvtepi32_ps(a); }
