@@ -22,20 +22,27 @@
 
 #include <immintrin.h>
 
-/* rank[i] = the lanes j of v before lane i in the order: v[j] > v[i], or v[j] == v[i] and j < i.
- * Rotation r compares lane i with lane (i + r) mod 16: a higher lane unless it wrapped, so the
- * wrapped lanes win ties. NaN ranks no lane (the callers' lanes hold numbers or -inf padding). */
-static LK_INLINE __m512i moe_rank16(__m512 v) {
+/* The lanes i where u[i] ranks before v[i], u a rotation of v whose `wrapped` lanes came from a
+ * lower lane: u[i] higher, or, when ties are ordered, equal and from a lower lane. NaN ranks no
+ * lane (the callers' lanes hold numbers or -inf padding). */
+static LK_INLINE __mmask16 moe_before(__m512 u, __m512 v, __mmask16 wrapped, const bool ties) {
+  if (!ties) return _mm512_cmp_ps_mask(u, v, _CMP_GT_OQ);
+  return (__mmask16)(_mm512_mask_cmp_ps_mask((__mmask16)~wrapped, u, v, _CMP_GT_OQ) |
+                     _mm512_mask_cmp_ps_mask(wrapped, u, v, _CMP_GE_OQ));
+}
+
+/* rank[i] = the lanes j of v before lane i: v[j] > v[i], and with `ties` also v[j] == v[i] and
+ * j < i (the order every ranking here uses). Rotation r compares lane i with lane (i + r) mod 16:
+ * a higher lane unless it wrapped. Without ties it is half the compares, and equal values share
+ * the lowest rank of their group, so the ranks of 16 lanes sum to less than 0 + 1 + ... + 15 =
+ * 120 exactly when two lanes tie. */
+static LK_INLINE __m512i moe_rank16_by(__m512 v, const bool ties) {
   const __m512i vi = _mm512_castps_si512(v), one = _mm512_set1_epi32(1);
   __m512i r0 = _mm512_setzero_si512(), r1 = _mm512_setzero_si512();
 #define LK_MOE_RANK_STEP(acc, r)                                                                                               \
-  do {                                                                                                                         \
-    const __m512 u = _mm512_castsi512_ps(_mm512_alignr_epi32(vi, vi, r));                                                      \
-    const __mmask16 wrapped = (__mmask16)(0xffffu << (16 - (r)));                                                              \
-    const __mmask16 before = (__mmask16)(_mm512_mask_cmp_ps_mask((__mmask16)~wrapped, u, v, _CMP_GT_OQ) |                      \
-                                         _mm512_mask_cmp_ps_mask(wrapped, u, v, _CMP_GE_OQ));                                  \
-    acc = _mm512_mask_add_epi32(acc, before, acc, one);                                                                        \
-  } while (0)
+  acc = _mm512_mask_add_epi32(                                                                                                 \
+      acc, moe_before(_mm512_castsi512_ps(_mm512_alignr_epi32(vi, vi, r)), v, (__mmask16)(0xffffu << (16 - (r))), ties), acc, \
+      one)
   LK_MOE_RANK_STEP(r0, 1);
   LK_MOE_RANK_STEP(r1, 2);
   LK_MOE_RANK_STEP(r0, 3);
@@ -54,6 +61,9 @@ static LK_INLINE __m512i moe_rank16(__m512 v) {
 #undef LK_MOE_RANK_STEP
   return _mm512_add_epi32(r0, r1);
 }
+
+static LK_INLINE __m512i moe_rank16(__m512 v) { return moe_rank16_by(v, true); }
+static LK_INLINE __m512i moe_rank16_strict(__m512 v) { return moe_rank16_by(v, false); }
 
 /* moe_rank16 for the first 8 lanes (lanes 8-15 ranked likewise among themselves): rotations within
  * each 8-lane half, 7 for all 8 lanes against 15, so half the compares where at most 8 values are
@@ -76,40 +86,10 @@ static LK_INLINE __m512i moe_rank8_within(__m512 v, int reach) {
     if (r > reach && r < 8 - reach) continue;
     const __m512 u = _mm512_permutexvar_ps(_mm512_loadu_si512((const void *)rotation[r]), v);
     const unsigned half = 0xffu << (8 - r) & 0xffu; /* the lanes whose partner wrapped: a lower lane */
-    const __mmask16 wrapped = (__mmask16)(half | half << 8);
-    const __mmask16 before = (__mmask16)(_mm512_mask_cmp_ps_mask((__mmask16)~wrapped, u, v, _CMP_GT_OQ) |
-                                         _mm512_mask_cmp_ps_mask(wrapped, u, v, _CMP_GE_OQ));
+    const __mmask16 before = moe_before(u, v, (__mmask16)(half | half << 8), true);
     if (r & 1) r0 = _mm512_mask_add_epi32(r0, before, r0, one);
     else r1 = _mm512_mask_add_epi32(r1, before, r1, one);
   }
-  return _mm512_add_epi32(r0, r1);
-}
-
-/* rank[i] = the lanes j of v with v[j] > v[i]: with distinct values, moe_rank16's order in half
- * the compares. Equal values share the lowest rank of their group, so the ranks sum to less than
- * 0 + 1 + ... + 15 = 120 exactly when two lanes tie. */
-static LK_INLINE __m512i moe_rank16_strict(__m512 v) {
-  const __m512i vi = _mm512_castps_si512(v), one = _mm512_set1_epi32(1);
-  __m512i r0 = _mm512_setzero_si512(), r1 = _mm512_setzero_si512();
-#define LK_MOE_RANK_STEP(acc, r)                                                                                               \
-  acc = _mm512_mask_add_epi32(acc, _mm512_cmp_ps_mask(_mm512_castsi512_ps(_mm512_alignr_epi32(vi, vi, r)), v, _CMP_GT_OQ),   \
-                              acc, one)
-  LK_MOE_RANK_STEP(r0, 1);
-  LK_MOE_RANK_STEP(r1, 2);
-  LK_MOE_RANK_STEP(r0, 3);
-  LK_MOE_RANK_STEP(r1, 4);
-  LK_MOE_RANK_STEP(r0, 5);
-  LK_MOE_RANK_STEP(r1, 6);
-  LK_MOE_RANK_STEP(r0, 7);
-  LK_MOE_RANK_STEP(r1, 8);
-  LK_MOE_RANK_STEP(r0, 9);
-  LK_MOE_RANK_STEP(r1, 10);
-  LK_MOE_RANK_STEP(r0, 11);
-  LK_MOE_RANK_STEP(r1, 12);
-  LK_MOE_RANK_STEP(r0, 13);
-  LK_MOE_RANK_STEP(r1, 14);
-  LK_MOE_RANK_STEP(r0, 15);
-#undef LK_MOE_RANK_STEP
   return _mm512_add_epi32(r0, r1);
 }
 
