@@ -8,8 +8,8 @@
  * own top k by an insertion network (compare, then blend the values and ids down), softmax's max
  * and sum lane by lane. Nothing is reduced across lanes.
  *
- * Applies without a correction bias or groups, for whole vectors of at most 128 experts and
- * k <= 4 (the network's cost grows with k). Ties: a column only displaces a kept value it beats
+ * Applies without a correction bias or groups, for at most 128 experts (a ragged last block padded
+ * with -inf: Mixtral's 8 on AVX-512, Qwen1.5-MoE's 60) and k <= 4 (the network's cost grows with k). Ties: a column only displaces a kept value it beats
  * strictly, and columns come in ascending id order, so equal logits keep the lower id first; NaN
  * beats nothing, so it ranks last. A lane is handed back (its bit clear in the result) when the
  * general kernel's rules need it: fewer than k numbers above -inf, NaN weights (a NaN or +inf
@@ -30,8 +30,7 @@
 /* Whether moe_tokens_batch takes this job's tokens. */
 static LK_INLINE bool LK_ISA_SUFFIX(moe_batch_applies)(const moe_job *job) {
   const lk_moe_gating_params *p = &job->p;
-  return !p->correction_bias && job->groups == 1 && p->num_experts % LK_VEC_LANES == 0 &&
-         p->num_experts <= MOE_BATCH_MAX_EXPERTS && p->top_k <= MOE_BATCH_MAX_K;
+  return !p->correction_bias && job->groups == 1 && p->num_experts <= MOE_BATCH_MAX_EXPERTS && p->top_k <= MOE_BATCH_MAX_K;
 }
 
 /* Tokens [t, t + VL) for k = K (a constant in each instance, so the network's values stay in
@@ -49,12 +48,24 @@ static LK_INLINE uint32_t LK_ISA_SUFFIX(moe_tokens_batch_k)(const moe_job *job, 
     best[j] = lk_v_set1(-INFINITY);
     best_id[j] = lk_v_set1(-1.0f);
   }
-  lk_vf column[MOE_BATCH_MAX_EXPERTS]; /* the transposed logits, kept for softmax's sum */
+  lk_vf column[MOE_BATCH_MAX_EXPERTS + LK_VEC_LANES]; /* the transposed logits, kept for softmax's sum */
   for (int64_t c = 0; c < n; c += V) {
     lk_vf *col = column + c;
-    for (int64_t i = 0; i < V; i++) col[i] = lk_v_load(rows + (size_t)i * row_bytes, c, p->dtype);
+    const int64_t width = n - c < V ? n - c : V; /* a ragged last block is padded with -inf, which beats nothing */
+    for (int64_t i = 0; i < V; i++) {
+      const char *row = rows + (size_t)i * row_bytes;
+      if (width == V) {
+        col[i] = lk_v_load(row, c, p->dtype);
+      } else if (p->dtype == LK_DTYPE_F32) {
+        col[i] = lk_v_load_f32_partial((const float *)row + c, width, -INFINITY);
+      } else {
+        float x[LK_VEC_LANES];
+        for (int64_t j = 0; j < V; j++) x[j] = j < width ? lk_load_element(row, c + j, p->dtype) : -INFINITY;
+        col[i] = lk_v_load_f32(x);
+      }
+    }
     lk_v_transpose(col); /* col[j] lane i = token i's logit of expert c + j */
-    for (int64_t j = 0; j < V; j++) {
+    for (int64_t j = 0; j < width; j++) {
       lk_vf v = col[j], id = lk_v_set1((float)(c + j));
       lk_vmask beats = lk_v_cmp_gt(v, best[0]);
       for (int s = 0; s < k; s++) {
@@ -80,10 +91,12 @@ static LK_INLINE uint32_t LK_ISA_SUFFIX(moe_tokens_batch_k)(const moe_job *job, 
   switch (p->scoring) {
   case LK_MOE_SOFTMAX_TOPK: {
     lk_vf s0 = lk_v_zero(), s1 = lk_v_zero();
-    for (int64_t e = 0; e + 2 <= n; e += 2) { /* a NaN or +inf logit makes its lane's sum NaN */
+    int64_t e = 0;
+    for (; e + 2 <= n; e += 2) { /* a NaN or +inf logit makes its lane's sum NaN */
       s0 = lk_v_add(s0, MOE_EXP_FOR_SUM(lk_v_sub(column[e], max)));
       s1 = lk_v_add(s1, MOE_EXP_FOR_SUM(lk_v_sub(column[e + 1], max)));
     }
+    if (e < n) s0 = lk_v_add(s0, MOE_EXP_FOR_SUM(lk_v_sub(column[e], max)));
     const lk_vf inv_sum = lk_v_div(lk_v_set1(1.0f), lk_v_add(s0, s1));
     for (int j = 0; j < k; j++) w[j] = lk_v_mul(lk_v_exp(lk_v_sub(best[j], max)), inv_sum);
     break;

@@ -159,6 +159,12 @@ static LK_INLINE bool lk_v_mask_any(lk_vmask mask) { return _mm256_movemask_ps(m
 /* Bit i set when lane i of the mask is. */
 static LK_INLINE uint32_t lk_v_mask_bits(lk_vmask mask) { return (uint32_t)_mm256_movemask_ps(mask); }
 static LK_INLINE lk_vmask lk_v_mask_or(lk_vmask a, lk_vmask b) { return _mm256_or_ps(a, b); }
+/* p[0, n) (0 <= n <= 8) and `pad` in the lanes past them; nothing past p + n is read (vmaskmovps
+ * does not fault on the masked lanes). */
+static LK_INLINE lk_vf lk_v_load_f32_partial(const float *p, int64_t n, float pad) {
+  const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_blendv_ps(_mm256_set1_ps(pad), _mm256_maskload_ps(p, in), _mm256_castsi256_ps(in));
+}
 /* The 8 x 8 block r transposed in place: r[j] lane i = old r[i] lane j. */
 static LK_INLINE void lk_v_transpose(lk_vf r[8]) {
   lk_vf t[8], u[8];

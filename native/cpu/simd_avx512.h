@@ -165,6 +165,10 @@ static LK_INLINE bool lk_v_mask_any(lk_vmask mask) { return mask != 0; }
 /* Bit i set when lane i of the mask is. */
 static LK_INLINE uint32_t lk_v_mask_bits(lk_vmask mask) { return (uint32_t)mask; }
 static LK_INLINE lk_vmask lk_v_mask_or(lk_vmask a, lk_vmask b) { return (lk_vmask)(a | b); }
+/* p[0, n) (0 <= n <= 16) and `pad` in the lanes past them; nothing past p + n is read. */
+static LK_INLINE lk_vf lk_v_load_f32_partial(const float *p, int64_t n, float pad) {
+  return _mm512_mask_loadu_ps(_mm512_set1_ps(pad), (__mmask16)((1u << n) - 1u), p);
+}
 /* The 16 x 16 block r transposed in place: r[j] lane i = old r[i] lane j. */
 static LK_INLINE void lk_v_transpose(lk_vf r[16]) {
   lk_vf t[16];
