@@ -11,19 +11,11 @@ void lk_moe_rows_avx512(const void *arg, int64_t begin, int64_t end) {
   /* once per range: a 16 KB array is probed page by page where it is declared */
   float buffer0[MOE_ROW_MAX + 16], buffer1[MOE_ROW_MAX + 16];
   float *const buffer[2] = {buffer0, buffer1};
-  const size_t row = (size_t)job->p.logits_stride * lk_dtype_size(job->p.dtype);
-  const size_t row_used = (size_t)job->p.num_experts * lk_dtype_size(job->p.dtype);
   int64_t t = moe_rows_batched_avx512(job, begin, end); /* short rows, few picks: a lane a token */
   for (; t < end; t += 2) { /* in pairs (moe_tokens_ranked); an odd last token twice */
     const int64_t pair[2] = {t, t + 1 < end ? t + 1 : t};
     bool done[2];
-    if (t + 3 < end) { /* the next pair's logits, while this pair's dependent chains run */
-      const char *next = (const char *)job->p.logits + (size_t)(t + 2) * row;
-      for (size_t b = 0; b < row_used; b += 64) {
-        _mm_prefetch(next + b, _MM_HINT_T0);
-        _mm_prefetch(next + row + b, _MM_HINT_T0);
-      }
-    }
+    if (t + 3 < end) moe_prefetch_rows_avx512(job, t + 2, 2); /* the next pair, while this pair's chains run */
     moe_tokens_ranked(job, pair, buffer, done);
     for (int u = 0; u < 2 && t + u < end; u++)
       if (!done[u]) moe_token_avx512(job, t + u); /* the general kernel */

@@ -156,13 +156,9 @@ static LK_INLINE uint32_t LK_ISA_SUFFIX(moe_tokens_batch)(const moe_job *job, in
 static LK_INLINE int64_t LK_ISA_SUFFIX(moe_rows_batched)(const moe_job *job, int64_t begin, int64_t end) {
   if (!LK_ISA_SUFFIX(moe_batch_applies)(job)) return begin;
   const int64_t V = LK_VEC_LANES;
-  const size_t row = (size_t)job->p.logits_stride * lk_dtype_size(job->p.dtype);
-  const size_t row_used = (size_t)job->p.num_experts * lk_dtype_size(job->p.dtype);
   int64_t t = begin;
   for (; t + V <= end; t += V) {
-    if (t + 2 * V <= end)
-      for (int64_t i = 0; i < V; i++)
-        for (size_t b = 0; b < row_used; b += 64) _mm_prefetch((const char *)job->p.logits + (size_t)(t + V + i) * row + b, _MM_HINT_T0);
+    if (t + 2 * V <= end) LK_ISA_SUFFIX(moe_prefetch_rows)(job, t + V, V);
     const uint32_t done = LK_ISA_SUFFIX(moe_tokens_batch)(job, t);
     for (int64_t i = 0; i < V; i++)
       if (!(done >> i & 1)) LK_ISA_SUFFIX(moe_token)(job, t + i);

@@ -1,14 +1,15 @@
-/* MoE gating over a SIMD mapping (included by moe_avx2.c and moe_avx512.c after their mapping
- * header); the contract is the header's, the scalar kernel moe.c.
+/* MoE gating's general vector kernel over a SIMD mapping (included by moe_avx2.c and moe_avx512.c
+ * after their mapping header; the kernels that go first, moe_batch_simd.h and moe_select_avx512.h,
+ * hand it every token they decline). The contract is the header's, the scalar kernel moe.c.
  *
  * Per token, vectors of VL experts at a time:
  *   1. softmax's max and sum (SOFTMAX_TOPK only), with the vectorised exp;
- *   2. grouped selection: each group's best one or two selection scores, then the kept groups;
- *   3. the top k: a vector of selection scores (the logits themselves without a correction bias)
- *      is compared with the current k-th best at once, and only the lanes that beat it are
- *      offered to the k-slot list (moe_top_offer), in ascending expert order. Once the list is
- *      full that is one compare per VL experts for most vectors;
- *   4. the selected experts' weights from their logits, by the same vector score function (so a
+ *   2. the selection scores into a row buffer (moe_fill), NaN padding the last vector;
+ *   3. grouped selection: each group's best one or two selection scores, the other groups' experts
+ *      taken out of the running;
+ *   4. the top k by k argmax passes over the buffer (moe_top_k); a row with NaN scores, or more
+ *      than MOE_ROW_MAX experts, by the k-slot insertion list instead (moe_offer_range);
+ *   5. the selected experts' weights from their logits, by the same vector score function (so a
  *      weight is bit for bit the score it was chosen by), and moe_finish.
  * Every score of a token goes through the same vector function, ragged tails included (they are
  * loaded into a padded vector): two equal logits always get equal scores, and ties go to the
@@ -101,6 +102,15 @@ static LK_INLINE void LK_ISA_SUFFIX(moe_offer_range)(const moe_vrow *r, int64_t 
 
 /* The fast path's row buffer: selection scores of up to this many experts (16 KB of stack). */
 #define MOE_ROW_MAX 4096
+
+/* Into L1, the used part of logits rows [first, first + count): the rows a kernel takes next,
+ * fetched while it works on the ones before. */
+static LK_INLINE void LK_ISA_SUFFIX(moe_prefetch_rows)(const moe_job *job, int64_t first, int64_t count) {
+  const size_t row = (size_t)job->p.logits_stride * lk_dtype_size(job->p.dtype);
+  const size_t used = (size_t)job->p.num_experts * lk_dtype_size(job->p.dtype);
+  for (int64_t i = 0; i < count; i++)
+    for (size_t b = 0; b < used; b += 64) _mm_prefetch((const char *)job->p.logits + (size_t)(first + i) * row + b, _MM_HINT_T0);
+}
 
 /* sel[e] = the selection score of expert e < n, padded with NaN to whole vectors; whether any is NaN. */
 static LK_INLINE bool LK_ISA_SUFFIX(moe_fill)(const moe_vrow *r, int64_t n, float *sel) {
