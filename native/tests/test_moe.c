@@ -75,7 +75,8 @@ typedef enum pattern {
 typedef enum bias_kind {
   BIAS_RANDOM,  /* uniform in [-amplitude, amplitude] */
   BIAS_EQUAL,   /* every expert `amplitude` */
-  BIAS_PATTERN  /* {0, amplitude, 0} repeating */
+  BIAS_PATTERN, /* {0, amplitude, 0} repeating */
+  BIAS_SPECIAL  /* random, with +inf, -inf and NaN among them (amplitude < 0: NaN only) */
 } bias_kind;
 
 typedef struct moe_case {
@@ -630,6 +631,13 @@ static void fill_bias(const moe_case *c, rng *r, float *bias) {
     case BIAS_RANDOM: bias[e] = rng_uniform(r, -c->bias_amplitude, c->bias_amplitude); break;
     case BIAS_EQUAL: bias[e] = c->bias_amplitude; break;
     case BIAS_PATTERN: bias[e] = e % 3 == 1 ? c->bias_amplitude : 0.0f; break;
+    case BIAS_SPECIAL: {
+      const float a = fabsf(c->bias_amplitude);
+      const int64_t i = e % 37;
+      bias[e] = i == 20 ? NAN : c->bias_amplitude > 0.0f && i == 5 ? INFINITY : c->bias_amplitude > 0.0f && i == 11 ? -INFINITY
+                                                                                                                    : rng_uniform(r, -a, a);
+      break;
+    }
     }
   }
 }
@@ -813,6 +821,10 @@ static void test_grouped(void) {
       {60, 4, 2, 8},    /* groups of 15 */
       {7, 7, 3, 2},     /* an odd count in groups of one */
       {60, 2, 2, 5},    /* two groups, both kept */
+      {256, 8, 1, 2},   /* DeepSeek-V3's groups, one kept and k its best two: the groups' threshold at its edge */
+      {256, 8, 3, 5},   /* three kept */
+      {256, 8, 2, 12},  /* k past the kept groups' best two: the lane maxima's threshold */
+      {256, 8, 8, 16},  /* every group kept */
   };
   static const int64_t token_counts[] = {1, 3, 17, 100, 0};
   case_options options = random_options;
@@ -1062,8 +1074,8 @@ static void test_nonfinite(void) {
               n++;
             }
           /* grouped: groups of 8 and of 2 */
-          static const group_shape shapes[] = {{64, 8, 3, 4}, {32, 16, 4, 5}};
-          for (size_t g = 0; g < 2; g++) {
+          static const group_shape shapes[] = {{64, 8, 3, 4}, {32, 16, 4, 5}, {256, 8, 4, 8}};
+          for (size_t g = 0; g < 3; g++) {
             moe_case c;
             memset(&c, 0, sizeof c);
             c.scoring = schemes[s];
@@ -1110,6 +1122,36 @@ static void test_saturated(void) {
         c.threads = 2;
         run_case(&c, &random_options);
       }
+}
+
+/* A correction bias with +inf, -inf and NaN among its values, or NaN alone: selection scores of
+ * +inf, -inf and NaN for those experts whatever the logits. The vector kernels leave such calls to
+ * the general one, which ranks them like any other scores (NaN last). */
+static void test_nonfinite_bias(void) {
+  static const group_shape shapes[] = {{256, 8, 4, 8}, {256, 1, 1, 8}, {64, 1, 1, 2}, {60, 4, 2, 6}};
+  for (size_t g = 0; g < sizeof shapes / sizeof shapes[0]; g++)
+    for (size_t s = 0; s < 3; s++)
+      for (size_t d = 0; d < 3; d++)
+        for (int nan_only = 0; nan_only < 2; nan_only++) {
+          moe_case c;
+          memset(&c, 0, sizeof c);
+          c.scoring = schemes[s];
+          c.dtype = dtypes[d];
+          c.renormalize = true;
+          c.bias = true;
+          c.bias_kind = BIAS_SPECIAL;
+          c.bias_amplitude = nan_only ? -0.2f : 0.2f;
+          c.scale = 2.5f;
+          c.experts = shapes[g].experts;
+          c.groups = shapes[g].groups > 1 ? shapes[g].groups : 0;
+          c.topk_groups = shapes[g].groups > 1 ? shapes[g].keep : 0;
+          c.top_k = shapes[g].k;
+          c.tokens = 9;
+          c.spread = 2.0f;
+          c.pattern = PATTERN_UNIFORM;
+          c.threads = 1 + (int)(g % 2);
+          run_case(&c, &random_options);
+        }
 }
 
 /* ---- the argument contract ----------------------------------------------------------------- */
@@ -1310,6 +1352,7 @@ int main(void) {
   run_timed("all equal", test_all_equal_explicit);
   run_timed("nan and infinities", test_nonfinite);
   run_timed("saturated sigmoid", test_saturated);
+  run_timed("non-finite bias", test_nonfinite_bias);
   context_grid_destroy(contexts, isa_count);
   printf("%llu cases, %ld kernel calls, ISAs:", (unsigned long long)case_counter, kernel_calls);
   for (int k = 0; k < isa_count; k++) printf(" %s", lk_isa_name(isas[k]));
