@@ -177,6 +177,10 @@ static lk_status validate(const lk_moe_gating_params *params, moe_job *job) {
   if (lk_spans_overlap(weights, ids)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "expert_ids: overlaps weights");
   if (lk_spans_overlap(weights, logits)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "weights: overlaps logits");
   if (lk_spans_overlap(ids, logits)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "expert_ids: overlaps logits");
+  /* once per call: the vector kernels then check only the logits for NaN */
+  job->bias_finite = true;
+  if (p->correction_bias)
+    for (int64_t e = 0; e < p->num_experts; e++) job->bias_finite = job->bias_finite && isfinite(p->correction_bias[e]);
   return LK_OK;
 }
 

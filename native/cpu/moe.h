@@ -12,6 +12,7 @@ typedef struct moe_job {
   lk_moe_gating_params p;
   int64_t group_size; /* experts per group; num_experts when not grouping */
   int64_t groups;     /* 1 when not grouping */
+  bool bias_finite;   /* every correction bias is a number and finite (or there is none) */
 } moe_job;
 
 /* Whether (a, ia) ranks before (b, ib): higher first, NaN last, ties to the lower index.
