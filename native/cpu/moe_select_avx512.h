@@ -315,34 +315,6 @@ static LK_INLINE bool moe_keep_groups_ranked(const float *sel, int64_t n, int64_
   return true;
 }
 
-/* e^r for |r| <= ln2/2 (plus rounding slack) by a degree-5 polynomial fitted for relative error:
- * 8.4e-8 before rounding, against lk_v_exp_reduced's 3e-9, with five FMAs against seven. For
- * sums and selection scores, whose few 1e-7 stay far inside the 1e-5 the weights are held to. */
-static LK_INLINE __m512 moe_exp_reduced5(__m512 r) {
-  __m512 p = _mm512_set1_ps(8.2962132062e-03f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1925366119e-02f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6667649444e-01f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.9998804711e-01f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.9999965328e-01f));
-  return _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0000000805e+00f));
-}
-
-/* e^a for a in [-87, 0] (or NaN, which stays NaN): rounding by the 1.5 * 2^23 constant, the
- * two-part ln2 reduction and moe_exp_reduced5; a normal number throughout, so no microcode
- * assists. */
-static LK_INLINE __m512 moe_exp_clamped(__m512 a) {
-  const __m512 magic = _mm512_set1_ps(12582912.0f); /* adding it rounds to an integer */
-  const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(a, _mm512_set1_ps(LK_LOG2E), magic), magic);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LK_LN2_HI), a);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LK_LN2_LO), r);
-  return _mm512_scalef_ps(moe_exp_reduced5(r), n);
-}
-
-/* e^d for softmax's sum (d = logit - max <= 0, or NaN): d clamped at -87, below which it adds
- * nothing to a sum that holds 1. 12 instructions against lk_v_exp's 16; the chosen weights' own
- * exps use lk_v_exp. NaN stays NaN (vmaxps returns its second operand when either is NaN). */
-static LK_INLINE __m512 moe_exp_for_sum(__m512 d) { return moe_exp_clamped(_mm512_max_ps(_mm512_set1_ps(-87.0f), d)); }
-
 /* 2^(j/32), j = 0 .. 31, rounded to f32: moe_sigmoid_select's table, two registers. */
 static const float moe_exp2_32nds[32] = {
     0x1.000000p+0f, 0x1.059b0ep+0f, 0x1.0b5586p+0f, 0x1.11301ep+0f, 0x1.172b84p+0f, 0x1.1d4874p+0f, 0x1.2387a6p+0f, 0x1.29e9e0p+0f,
@@ -350,31 +322,51 @@ static const float moe_exp2_32nds[32] = {
     0x1.6a09e6p+0f, 0x1.71f75ep+0f, 0x1.7a1148p+0f, 0x1.82589ap+0f, 0x1.8ace54p+0f, 0x1.93737cp+0f, 0x1.9c4918p+0f, 0x1.a5503cp+0f,
     0x1.ae89fap+0f, 0x1.b7f770p+0f, 0x1.c199bep+0f, 0x1.cb720ep+0f, 0x1.d5818ep+0f, 0x1.dfc974p+0f, 0x1.ea4afap+0f, 0x1.f50766p+0f};
 
-/* sigmoid(x) for DeepSeek-V3's scores, 1 / (1 + 2^y) with y = -x log2(e), in 12 instructions (13
- * issue slots: the reciprocal estimate takes two) where the textbook form (negate, clamp, two-part
- * ln2 reduction, degree-5 polynomial) takes 19 slots. The 256 sigmoids are 40 % of a DeepSeek-V3
- * token, so each slot here is 2 %.
- * - y = h + g, h a multiple of 1/32 (rounded by adding 1.5 * 2^18, whose ulp is 1/32) and
- *   |g| <= 1/64, taken from the exact product by an fma;
- * - 2^y = 2^floor(h) * 2^frac(h) * 2^g: the middle factor from a 32-entry table held in two
- *   registers (vpermt2ps reads the low 5 bits of the rounded sum, which are 32 frac(h)), 2^g by a
- *   quadratic (Taylor's, its linear term nudged by Chebyshev's T3: 5e-8), the first by vscalefps,
- *   which floors h;
- * - the reciprocal an estimate with one Newton step (a 512-bit vdivps would cost more than the rest).
+/* 2^y, y a number or NaN, from m = y rounded to 1/32 plus 1.5 * 2^18 (whose ulp is 1/32) and
+ * g = y - (m - 1.5 * 2^18) (|g| <= 1/64, taken by the caller from an exact product by an fma):
+ * 2^y = 2^floor(h) * 2^frac(h) * 2^g, h = m - 1.5 * 2^18. The middle factor comes from a 32-entry
+ * table held in two registers (vpermt2ps reads the low 5 bits of m, which are 32 frac(h)), 2^g
+ * from a quadratic (Taylor's, its linear term nudged by Chebyshev's T3: 5e-8 relative), and the
+ * first from vscalefps, which floors h. Normal for y in [-126, 127]. */
+static LK_INLINE __m512 moe_exp2_split(__m512 m, __m512 h, __m512 g) {
+  const __m512 t = _mm512_permutex2var_ps(_mm512_loadu_ps(moe_exp2_32nds), _mm512_castps_si512(m), _mm512_loadu_ps(moe_exp2_32nds + 16));
+  const __m512 q = _mm512_mul_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.ebfbe0p-3f), g, _mm512_set1_ps(0x1.62e584p-1f)), g);
+  return _mm512_scalef_ps(_mm512_fmadd_ps(q, t, t), h);
+}
+
+#define MOE_LOG2E_F32 0x1.715476p+0f
+#define MOE_ROUND_32NDS 0x1.8p18f /* 1.5 * 2^18: adding it rounds to a multiple of 1/32 */
+
+/* e^d for softmax's sum (d = logit - max <= 0, or NaN): d clamped at -87, below which it adds
+ * nothing to a sum that holds 1 (and 2^y stays normal: no microcode assists). 8 instructions and
+ * a subtraction by the caller, against 12 for the textbook form (two-part ln2 reduction, degree-5
+ * polynomial) and lk_v_exp's 16; the chosen weights' own exps use lk_v_exp. Within 4.5e-7
+ * relative for d >= -20, where the terms that count are. NaN stays NaN (vmaxps returns its
+ * second operand when either is NaN). */
+static LK_INLINE __m512 moe_exp_for_sum(__m512 d) {
+  const __m512 log2e = _mm512_set1_ps(MOE_LOG2E_F32), magic = _mm512_set1_ps(MOE_ROUND_32NDS);
+  const __m512 x = _mm512_max_ps(_mm512_set1_ps(-87.0f), d);
+  const __m512 m = _mm512_fmadd_ps(x, log2e, magic); /* magic + y, rounded to 1/32 */
+  const __m512 h = _mm512_sub_ps(m, magic);
+  return moe_exp2_split(m, h, _mm512_fmsub_ps(x, log2e, h));
+}
+
+/* sigmoid(x) for DeepSeek-V3's scores, 1 / (1 + 2^y) with y = -x log2(e) (moe_exp2_split), and
+ * the reciprocal an estimate with one Newton step (a 512-bit vdivps would cost more than the
+ * rest): 12 instructions, 13 issue slots (the estimate takes two), where the textbook form
+ * (negate, clamp, two-part ln2 reduction, degree-5 polynomial) takes 19. The 256 sigmoids are
+ * 40 % of a DeepSeek-V3 token, so each slot here is 2 %.
  * Within 4.5e-7 relative of the exact value for |x| <= 20 and 1.4e-6 out to |x| = 87 (log2(e)
  * rounded to f32 is the most of it), against the 1e-5 the weights are held to.
  * No clamp: below x = -88.7 (2^y past f32's range) the result is NaN, as it is for NaN and for
  * |x| of 2^17 and more, and the caller sends the row to the general kernel; from -88.7 to -87 it
  * is subnormal or 0, which stage 4 declines likewise (it takes no sigmoid below 2e-38). Above
  * x = 87 it is 1, exactly as in f32. */
-static LK_INLINE __m512 moe_sigmoid_select(__m512 x, __m512 table_lo, __m512 table_hi) {
-  const __m512 log2e = _mm512_set1_ps(0x1.715476p+0f), magic = _mm512_set1_ps(0x1.8p18f);
+static LK_INLINE __m512 moe_sigmoid_select(__m512 x) {
+  const __m512 log2e = _mm512_set1_ps(MOE_LOG2E_F32), magic = _mm512_set1_ps(MOE_ROUND_32NDS);
   const __m512 m = _mm512_fnmadd_ps(x, log2e, magic); /* magic + y, rounded to 1/32 */
   const __m512 h = _mm512_sub_ps(m, magic);
-  const __m512 g = _mm512_fnmsub_ps(x, log2e, h); /* y - h */
-  const __m512 t = _mm512_permutex2var_ps(table_lo, _mm512_castps_si512(m), table_hi);
-  const __m512 q = _mm512_mul_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.ebfbe0p-3f), g, _mm512_set1_ps(0x1.62e584p-1f)), g);
-  const __m512 d = _mm512_add_ps(_mm512_scalef_ps(_mm512_fmadd_ps(q, t, t), h), _mm512_set1_ps(1.0f));
+  const __m512 d = _mm512_add_ps(moe_exp2_split(m, h, _mm512_fnmsub_ps(x, log2e, h)), _mm512_set1_ps(1.0f));
   const __m512 e = _mm512_rcp14_ps(d);
   return _mm512_fmadd_ps(_mm512_fnmadd_ps(d, e, _mm512_set1_ps(1.0f)), e, e);
 }
@@ -384,10 +376,9 @@ static LK_INLINE __m512 moe_sigmoid_select(__m512 x, __m512 table_lo, __m512 tab
  * (found by a sum, which NaN reaches: a compare into a mask would take the shuffle port): a NaN
  * logit or one out of moe_sigmoid_select's range. The bias is finite (moe_job.bias_finite). */
 static LK_INLINE bool moe_fill_sigmoid_bias(const void *x, lk_dtype dtype, const float *bias, int64_t n, float *sel, float *p) {
-  const __m512 table_lo = _mm512_loadu_ps(moe_exp2_32nds), table_hi = _mm512_loadu_ps(moe_exp2_32nds + 16);
   __m512 any = _mm512_setzero_ps();
   for (int64_t e = 0; e < n; e += 16) {
-    const __m512 sigmoid = moe_sigmoid_select(lk_v_load(x, e, dtype), table_lo, table_hi);
+    const __m512 sigmoid = moe_sigmoid_select(lk_v_load(x, e, dtype));
     const __m512 s = _mm512_add_ps(sigmoid, _mm512_loadu_ps(bias + e));
     any = _mm512_add_ps(any, s); /* NaN from a NaN */
     _mm512_storeu_ps(sel + e, s);
