@@ -111,17 +111,31 @@ lk_status lk_context_enter(lk_cpu_context *context) {
 
 void lk_context_leave(lk_cpu_context *context) { lk_atomic_store(&context->in_use, 0); }
 
+/* Rows go out in chunks, several per thread, each taken by whichever thread is free (a shared
+ * counter), not in one fixed share per thread: on a host whose cores are shared (a VM, a busy
+ * server), a thread that loses its core for a while would otherwise hold up the whole call until
+ * it has done its share, and with chunks the others take over its part. Chunk boundaries depend
+ * only on the row count and the thread count, so which rows a kernel call sees together (and any
+ * per-range choice it makes) is as deterministic as before; only which thread runs them varies. */
+#define LK_CHUNKS_PER_THREAD 8
+
 typedef struct rows_job {
   lk_rows_fn fn;
   const void *params;
   int64_t rows;
+  int64_t chunk;      /* rows per chunk */
+  volatile long next; /* chunks taken so far */
 } rows_job;
 
 static void run_rows_share(void *arg, int thread_index, int num_threads) {
-  const rows_job *job = (const rows_job *)arg;
-  int64_t begin = job->rows * thread_index / num_threads;
-  int64_t end = job->rows * (thread_index + 1) / num_threads;
-  if (begin < end) job->fn(job->params, begin, end);
+  rows_job *job = (rows_job *)arg;
+  (void)thread_index;
+  (void)num_threads;
+  for (;;) {
+    const int64_t begin = (int64_t)(lk_atomic_add(&job->next, 1) - 1) * job->chunk;
+    if (begin >= job->rows) return;
+    job->fn(job->params, begin, begin + job->chunk < job->rows ? begin + job->chunk : job->rows);
+  }
 }
 
 void lk_parallel_rows(lk_cpu_context *context, lk_rows_fn fn, const void *params, int64_t rows,
@@ -134,6 +148,14 @@ void lk_parallel_rows(lk_cpu_context *context, lk_rows_fn fn, const void *params
     fn(params, 0, rows);
     return;
   }
-  rows_job job = {fn, params, rows};
+  /* At least a quarter of the least work worth a thread (a chunk pays a call and the kernel's
+   * setup), and whole multiples of 16 rows past 32, so that kernels taking 16 rows at a time (MoE
+   * gating's batch kernel: a token a lane) are not left a ragged tail in every chunk. */
+  int64_t chunk = (rows + threads * LK_CHUNKS_PER_THREAD - 1) / (threads * LK_CHUNKS_PER_THREAD);
+  const int64_t row_elements = elements_per_row > 0 ? elements_per_row : 1;
+  const int64_t least = (min_elements_per_thread / 4 + row_elements - 1) / row_elements;
+  if (chunk < least) chunk = least;
+  if (chunk > 32) chunk = (chunk + 15) / 16 * 16;
+  rows_job job = {fn, params, rows, chunk, 0};
   lk_thread_pool_run(context->pool, (int)threads, run_rows_share, &job);
 }
