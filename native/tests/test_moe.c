@@ -806,6 +806,19 @@ typedef struct group_shape {
   int64_t experts, groups, keep, k;
 } group_shape;
 
+/* A case of shape g (groups <= 1: ungrouped) in one scheme and dtype; the caller sets the rest. */
+static moe_case shape_case(const group_shape *g, lk_moe_scoring scoring, lk_dtype dtype) {
+  moe_case c;
+  memset(&c, 0, sizeof c);
+  c.scoring = scoring;
+  c.dtype = dtype;
+  c.experts = g->experts;
+  c.groups = g->groups > 1 ? g->groups : 0;
+  c.topk_groups = g->groups > 1 ? g->keep : 0;
+  c.top_k = g->k;
+  return c;
+}
+
 static void test_grouped(void) {
   static const group_shape shapes[] = {
       {256, 8, 4, 8},   /* DeepSeek-V3 */
@@ -836,17 +849,10 @@ static void test_grouped(void) {
         for (int renormalize = 0; renormalize < 2; renormalize++)
           for (int bias = 0; bias < 2; bias++)
             for (int scaled = 0; scaled < 2; scaled++) {
-              moe_case c;
-              memset(&c, 0, sizeof c);
-              c.scoring = schemes[s];
-              c.dtype = dtypes[d];
+              moe_case c = shape_case(&shapes[g], schemes[s], dtypes[d]);
               c.renormalize = renormalize;
               c.bias = bias;
               c.scale = scaled ? (n % 4 < 2 ? 2.5f : 16.0f) : 0.0f; /* DeepSeek-V3's, V2's */
-              c.experts = shapes[g].experts;
-              c.groups = shapes[g].groups;
-              c.topk_groups = shapes[g].keep;
-              c.top_k = shapes[g].k;
               c.tokens = token_counts[n % 5];
               c.spread = spread_for(c.scoring, n);
               c.pattern = (n / 3) % 2 ? PATTERN_GRID : PATTERN_UNIFORM;
@@ -1133,19 +1139,12 @@ static void test_nonfinite_bias(void) {
     for (size_t s = 0; s < 3; s++)
       for (size_t d = 0; d < 3; d++)
         for (int nan_only = 0; nan_only < 2; nan_only++) {
-          moe_case c;
-          memset(&c, 0, sizeof c);
-          c.scoring = schemes[s];
-          c.dtype = dtypes[d];
+          moe_case c = shape_case(&shapes[g], schemes[s], dtypes[d]);
           c.renormalize = true;
           c.bias = true;
           c.bias_kind = BIAS_SPECIAL;
           c.bias_amplitude = nan_only ? -0.2f : 0.2f;
           c.scale = 2.5f;
-          c.experts = shapes[g].experts;
-          c.groups = shapes[g].groups > 1 ? shapes[g].groups : 0;
-          c.topk_groups = shapes[g].groups > 1 ? shapes[g].keep : 0;
-          c.top_k = shapes[g].k;
           c.tokens = 9;
           c.spread = 2.0f;
           c.pattern = PATTERN_UNIFORM;
