@@ -634,8 +634,8 @@ static void fill_bias(const moe_case *c, rng *r, float *bias) {
     case BIAS_SPECIAL: {
       const float a = fabsf(c->bias_amplitude);
       const int64_t i = e % 37;
-      bias[e] = i == 20 ? NAN : c->bias_amplitude > 0.0f && i == 5 ? INFINITY : c->bias_amplitude > 0.0f && i == 11 ? -INFINITY
-                                                                                                                    : rng_uniform(r, -a, a);
+      const bool infinities = c->bias_amplitude > 0.0f;
+      bias[e] = i == 20 ? NAN : infinities && i == 5 ? INFINITY : infinities && i == 11 ? -INFINITY : rng_uniform(r, -a, a);
       break;
     }
     }
@@ -760,6 +760,23 @@ static int k_values(int64_t E, int64_t ks[4]) {
   return n;
 }
 
+typedef struct group_shape {
+  int64_t experts, groups, keep, k;
+} group_shape;
+
+/* A case of shape g (groups <= 1: ungrouped) in one scheme and dtype; the caller sets the rest. */
+static moe_case shape_case(const group_shape *g, lk_moe_scoring scoring, lk_dtype dtype) {
+  moe_case c;
+  memset(&c, 0, sizeof c);
+  c.scoring = scoring;
+  c.dtype = dtype;
+  c.experts = g->experts;
+  c.groups = g->groups > 1 ? g->groups : 0;
+  c.topk_groups = g->groups > 1 ? g->keep : 0;
+  c.top_k = g->k;
+  return c;
+}
+
 static void test_sweep(void) {
   static const int64_t expert_counts[] = {1, 2, 7, 8, 33, 60, 64, 128, 160, 256, 384};
   static const int64_t token_counts[] = {0, 1, 3, 17, 100};
@@ -775,15 +792,10 @@ static void test_sweep(void) {
               const int k_count = k_values(E, ks);
               for (int ki = 0; ki < k_count; ki++) {
                 const int64_t k = ks[ki];
-                moe_case c;
-                memset(&c, 0, sizeof c);
-                c.scoring = schemes[s];
-                c.dtype = dtypes[d];
+                moe_case c = shape_case(&(group_shape){E, 0, 0, k}, schemes[s], dtypes[d]);
                 c.renormalize = renormalize;
                 c.bias = bias;
                 c.scale = scaled ? 2.5f : 0.0f;
-                c.experts = E;
-                c.top_k = k;
                 c.tokens = token_counts[n % 5];
                 c.spread = spread_for(c.scoring, n);
                 c.pattern = (n / 3) % 2 ? PATTERN_GRID : PATTERN_UNIFORM;
@@ -801,23 +813,6 @@ static void test_sweep(void) {
 }
 
 /* ---- grouped selection ----------------------------------------------------------------------- */
-
-typedef struct group_shape {
-  int64_t experts, groups, keep, k;
-} group_shape;
-
-/* A case of shape g (groups <= 1: ungrouped) in one scheme and dtype; the caller sets the rest. */
-static moe_case shape_case(const group_shape *g, lk_moe_scoring scoring, lk_dtype dtype) {
-  moe_case c;
-  memset(&c, 0, sizeof c);
-  c.scoring = scoring;
-  c.dtype = dtype;
-  c.experts = g->experts;
-  c.groups = g->groups > 1 ? g->groups : 0;
-  c.topk_groups = g->groups > 1 ? g->keep : 0;
-  c.top_k = g->k;
-  return c;
-}
 
 static void test_grouped(void) {
   static const group_shape shapes[] = {
@@ -867,17 +862,10 @@ static void test_grouped(void) {
   /* DeepSeek-V3's routing exactly: sigmoid, bias, renormalised, x 2.5, 100 tokens */
   for (size_t d = 0; d < 3; d++)
     for (int variant = 0; variant < 4; variant++) {
-      moe_case c;
-      memset(&c, 0, sizeof c);
-      c.scoring = LK_MOE_SIGMOID;
-      c.dtype = dtypes[d];
+      moe_case c = shape_case(&(group_shape){256, 8, 4, 8}, LK_MOE_SIGMOID, dtypes[d]);
       c.renormalize = true;
       c.bias = true;
       c.scale = 2.5f;
-      c.experts = 256;
-      c.groups = 8;
-      c.topk_groups = 4;
-      c.top_k = 8;
       c.tokens = 100;
       c.spread = variant % 2 ? 4.0f : 1.0f;
       c.pattern = variant / 2 ? PATTERN_GRID : PATTERN_UNIFORM;
@@ -922,17 +910,12 @@ static void test_ties(void) {
             const int k_count = k_values(E, ks);
             for (int ki = 0; ki < k_count; ki++) {
               const int64_t k = ks[ki];
-              moe_case c;
-              memset(&c, 0, sizeof c);
-              c.scoring = schemes[s];
-              c.dtype = dtypes[d];
+              moe_case c = shape_case(&(group_shape){E, 0, 0, k}, schemes[s], dtypes[d]);
               c.renormalize = renormalize;
               c.bias = bias_mode > 0;
               c.bias_kind = bias_mode == 1 ? BIAS_EQUAL : BIAS_PATTERN;
               c.bias_amplitude = bias_mode == 1 ? 0.1f : 0.3f;
               c.scale = n % 2 ? 2.5f : 0.0f;
-              c.experts = E;
-              c.top_k = k;
               c.tokens = 7;
               c.threads = 1 + (int)(n % 3);
               c.output_layout = (int)(n % 3);
@@ -949,19 +932,12 @@ static void test_ties(void) {
     for (size_t s = 0; s < 3; s++)
       for (size_t d = 0; d < 3; d++)
         for (int bias_mode = 0; bias_mode < 3; bias_mode++) {
-          moe_case c;
-          memset(&c, 0, sizeof c);
-          c.scoring = schemes[s];
-          c.dtype = dtypes[d];
+          moe_case c = shape_case(&shapes[g], schemes[s], dtypes[d]);
           c.renormalize = bias_mode != 1;
           c.bias = bias_mode > 0;
           c.bias_kind = bias_mode == 1 ? BIAS_EQUAL : BIAS_PATTERN;
           c.bias_amplitude = bias_mode == 1 ? 0.1f : 0.3f;
           c.scale = bias_mode == 2 ? 2.5f : 0.0f;
-          c.experts = shapes[g].experts;
-          c.groups = shapes[g].groups;
-          c.topk_groups = shapes[g].keep;
-          c.top_k = shapes[g].k;
           c.tokens = 7;
           c.threads = 1 + (int)(n % 3);
           run_case(&c, &options);
@@ -1062,17 +1038,12 @@ static void test_nonfinite(void) {
         for (int renormalize = 0; renormalize < 2; renormalize++) {
           for (size_t ei = 0; ei < 3; ei++)
             for (size_t ki = 0; ki < 3; ki++) {
-              moe_case c;
-              memset(&c, 0, sizeof c);
-              c.scoring = schemes[s];
-              c.dtype = dtypes[d];
+              moe_case c = shape_case(&(group_shape){expert_counts[ei], 0, 0, ks[ki]}, schemes[s], dtypes[d]);
               c.renormalize = renormalize;
               c.bias = bias;
               c.bias_kind = BIAS_RANDOM;
               c.bias_amplitude = 0.5f;
               c.scale = n % 2 ? 2.5f : 0.0f;
-              c.experts = expert_counts[ei];
-              c.top_k = ks[ki];
               c.tokens = 9;
               c.threads = 1 + (int)(n % 3);
               c.output_layout = (int)(n % 3);
@@ -1082,18 +1053,11 @@ static void test_nonfinite(void) {
           /* grouped: groups of 8 and of 2 */
           static const group_shape shapes[] = {{64, 8, 3, 4}, {32, 16, 4, 5}, {256, 8, 4, 8}};
           for (size_t g = 0; g < 3; g++) {
-            moe_case c;
-            memset(&c, 0, sizeof c);
-            c.scoring = schemes[s];
-            c.dtype = dtypes[d];
+            moe_case c = shape_case(&shapes[g], schemes[s], dtypes[d]);
             c.renormalize = renormalize;
             c.bias = bias;
             c.bias_kind = BIAS_RANDOM;
             c.bias_amplitude = 0.5f;
-            c.experts = shapes[g].experts;
-            c.groups = shapes[g].groups;
-            c.topk_groups = shapes[g].keep;
-            c.top_k = shapes[g].k;
             c.tokens = 9;
             c.threads = 1;
             run_case(&c, &options);
@@ -1109,19 +1073,12 @@ static void test_saturated(void) {
   for (size_t d = 0; d < 3; d++)
     for (int bias = 0; bias < 2; bias++)
       for (int grouped = 0; grouped < 2; grouped++) {
-        moe_case c;
-        memset(&c, 0, sizeof c);
-        c.scoring = LK_MOE_SIGMOID;
-        c.dtype = dtypes[d];
+        moe_case c = shape_case(&(group_shape){256, grouped ? 8 : 0, grouped ? 4 : 0, 8}, LK_MOE_SIGMOID, dtypes[d]);
         c.renormalize = true;
         c.bias = bias;
         c.bias_kind = BIAS_RANDOM;
         c.bias_amplitude = 1e-3f;
         c.scale = 2.5f;
-        c.experts = 256;
-        c.top_k = 8;
-        c.groups = grouped ? 8 : 0;
-        c.topk_groups = grouped ? 4 : 0;
         c.tokens = 17;
         c.spread = 30.0f;
         c.pattern = PATTERN_UNIFORM;
