@@ -12,8 +12,8 @@ internal static partial class NativeConstants
     /// <c>LK_ABI_VERSION</c>: Bumped whenever a params struct, an enum value or a signature changes; the managed layer refuses
     /// a native library whose lk_abi_version() differs from the one its bindings were generated for.
     /// </summary>
-    [NativeTypeName("#define LK_ABI_VERSION 6")]
-    public const int AbiVersion = 6;
+    [NativeTypeName("#define LK_ABI_VERSION 7")]
+    public const int AbiVersion = 7;
 
     /// <summary><c>LK_NORM_WEIGHT_OFFSET_ONE</c>: Gemma stores w - 1: the kernel multiplies by (1 + w), computed in f32.</summary>
     [NativeTypeName("#define LK_NORM_WEIGHT_OFFSET_ONE 1u")]

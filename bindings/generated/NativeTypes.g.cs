@@ -27,6 +27,9 @@ internal enum Status
 
     /// <summary><c>LK_ERR_INTERNAL</c></summary>
     ErrInternal = 5,
+
+    /// <summary><c>LK_ERR_DEVICE</c>: the CUDA runtime or driver failed (llmkernels_cuda.h): the message has its name and text</summary>
+    ErrDevice = 6,
 }
 
 /// <summary><c>lk_dtype</c></summary>

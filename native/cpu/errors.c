@@ -12,7 +12,7 @@
 
 static LK_THREAD_LOCAL char last_error[512];
 
-lk_status lk_fail(lk_status status, const char *format, ...) {
+LK_API lk_status lk_fail(lk_status status, const char *format, ...) {
   va_list args;
   va_start(args, format);
   vsnprintf(last_error, sizeof last_error, format, args);
@@ -20,7 +20,7 @@ lk_status lk_fail(lk_status status, const char *format, ...) {
   return status;
 }
 
-void lk_clear_error(void) { last_error[0] = '\0'; }
+LK_API void lk_clear_error(void) { last_error[0] = '\0'; }
 
 LK_API const char *lk_last_error(void) { return last_error; }
 
@@ -32,6 +32,7 @@ LK_API const char *lk_status_name(lk_status status) {
   case LK_ERR_OUT_OF_MEMORY: return "LK_ERR_OUT_OF_MEMORY";
   case LK_ERR_BUSY: return "LK_ERR_BUSY";
   case LK_ERR_INTERNAL: return "LK_ERR_INTERNAL";
+  case LK_ERR_DEVICE: return "LK_ERR_DEVICE";
   }
   return "unknown status";
 }

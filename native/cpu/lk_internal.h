@@ -1,5 +1,6 @@
 /* Internal declarations shared by the CPU backend: error reporting, dtype conversion, ISA
- * selection, the thread pool and the context. Nothing here is exported. */
+ * selection, the thread pool and the context. Nothing here is exported but lk_fail and
+ * lk_clear_error, for the CUDA library (native/cuda/lk_cuda_internal.h). */
 #ifndef LK_INTERNAL_H
 #define LK_INTERNAL_H
 
@@ -11,13 +12,14 @@
 
 /* ---- errors (errors.c) ---------------------------------------------------------------------- */
 
-/* Records a printf-style message for lk_last_error() on this thread and returns status. */
-lk_status lk_fail(lk_status status, const char *format, ...)
+/* Records a printf-style message for lk_last_error() on this thread and returns status. Exported
+ * (but in no public header) for the CUDA library, whose errors lk_last_error() reports too. */
+LK_API lk_status lk_fail(lk_status status, const char *format, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-void lk_clear_error(void);
+LK_API void lk_clear_error(void);
 
 /* ---- CPU features (cpu_features.c) ------------------------------------------------------------ */
 

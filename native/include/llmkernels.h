@@ -31,7 +31,7 @@ extern "C" {
 
 /* Bumped whenever a params struct, an enum value or a signature changes; the managed layer refuses
  * a native library whose lk_abi_version() differs from the one its bindings were generated for. */
-#define LK_ABI_VERSION 6
+#define LK_ABI_VERSION 7
 
 typedef enum lk_status {
   LK_OK = 0,
@@ -39,7 +39,8 @@ typedef enum lk_status {
   LK_ERR_UNSUPPORTED = 2,      /* valid request this build or CPU cannot serve (e.g. a forced ISA) */
   LK_ERR_OUT_OF_MEMORY = 3,
   LK_ERR_BUSY = 4,             /* the context is in use by another host thread */
-  LK_ERR_INTERNAL = 5
+  LK_ERR_INTERNAL = 5,
+  LK_ERR_DEVICE = 6            /* the CUDA runtime or driver failed (llmkernels_cuda.h): the message has its name and text */
 } lk_status;
 
 typedef enum lk_dtype {

@@ -17,7 +17,7 @@ static void test_version(void) {
 
 static void test_names(void) {
   static const lk_status statuses[] = {LK_OK, LK_ERR_INVALID_ARGUMENT, LK_ERR_UNSUPPORTED,
-                                       LK_ERR_OUT_OF_MEMORY, LK_ERR_BUSY, LK_ERR_INTERNAL};
+                                       LK_ERR_OUT_OF_MEMORY, LK_ERR_BUSY, LK_ERR_INTERNAL, LK_ERR_DEVICE};
   enum { STATUS_COUNT = sizeof statuses / sizeof statuses[0] };
   char names[STATUS_COUNT][64];
   for (int i = 0; i < STATUS_COUNT; i++) {
@@ -30,6 +30,7 @@ static void test_names(void) {
   CHECK(contains_ignoring_case(names[1], "invalid"));
   CHECK(contains_ignoring_case(names[2], "unsupported"));
   CHECK(contains_ignoring_case(names[4], "busy"));
+  CHECK(contains_ignoring_case(names[6], "device"));
   CHECK(lk_status_name((lk_status)99) != NULL); /* no crash on a value from a newer library */
   CHECK(lk_status_name((lk_status)-1) != NULL);
 
