@@ -42,6 +42,17 @@ lk_status use_device(int32_t device) {
   return lk_cuda_check(cudaSetDevice(device), "cudaSetDevice");
 }
 
+/* *out = what `create` makes on `device` (made the current device first); NULL on any failure. */
+template <typename Handle, typename Create>
+lk_status create_on_device(int32_t device, Handle *out, const char *out_name, const char *what, Create create) {
+  lk_clear_error();
+  if (!out) return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s: NULL", out_name);
+  *out = NULL;
+  const lk_status status = use_device(device);
+  if (status != LK_OK) return status;
+  return lk_cuda_check(create(out), what);
+}
+
 cudaStream_t as_stream(lk_cuda_stream stream) { return reinterpret_cast<cudaStream_t>(stream); }
 cudaEvent_t as_event(lk_cuda_event event) { return reinterpret_cast<cudaEvent_t>(event); }
 
@@ -151,15 +162,12 @@ LK_CUDA_API lk_status lk_cuda_memcpy(void *destination, const void *source, size
 }
 
 LK_CUDA_API lk_status lk_cuda_stream_create(int32_t device, lk_cuda_stream *out_stream) {
-  lk_clear_error();
-  if (!out_stream) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_stream: NULL");
-  *out_stream = NULL;
-  const lk_status status = use_device(device);
-  if (status != LK_OK) return status;
-  cudaStream_t stream = NULL;
-  LK_CUDA_TRY(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
-  *out_stream = reinterpret_cast<lk_cuda_stream>(stream);
-  return LK_OK;
+  return create_on_device(device, out_stream, "out_stream", "cudaStreamCreateWithFlags", [](lk_cuda_stream *out) {
+    cudaStream_t stream = NULL;
+    const cudaError_t error = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+    *out = reinterpret_cast<lk_cuda_stream>(stream);
+    return error;
+  });
 }
 
 LK_CUDA_API lk_status lk_cuda_stream_destroy(lk_cuda_stream stream) {
@@ -174,15 +182,12 @@ LK_CUDA_API lk_status lk_cuda_stream_synchronize(lk_cuda_stream stream) {
 }
 
 LK_CUDA_API lk_status lk_cuda_event_create(int32_t device, lk_cuda_event *out_event) {
-  lk_clear_error();
-  if (!out_event) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_event: NULL");
-  *out_event = NULL;
-  const lk_status status = use_device(device);
-  if (status != LK_OK) return status;
-  cudaEvent_t event = NULL;
-  LK_CUDA_TRY(cudaEventCreate(&event), "cudaEventCreate");
-  *out_event = reinterpret_cast<lk_cuda_event>(event);
-  return LK_OK;
+  return create_on_device(device, out_event, "out_event", "cudaEventCreate", [](lk_cuda_event *out) {
+    cudaEvent_t event = NULL;
+    const cudaError_t error = cudaEventCreate(&event);
+    *out = reinterpret_cast<lk_cuda_event>(event);
+    return error;
+  });
 }
 
 LK_CUDA_API lk_status lk_cuda_event_destroy(lk_cuda_event event) {
