@@ -1,5 +1,8 @@
 /* Library-wide entry points: versions and the struct layout table for the bindings check. */
 #include "lk_internal.h"
+/* declarations only: the CUDA header's structs are in the layout table too, so that the managed
+ * layout tests check them against this compiler on every host, with or without llmkernels_cuda */
+#include "llmkernels_cuda.h"
 
 #define LK_VERSION_STRING "0.1.0"
 
