@@ -26,9 +26,10 @@ internal static unsafe class InfoCommand
 
     private static string CudaStatus()
     {
-        string file = NativeLibraryLoader.FileName(LibraryNames.Cuda);
-        bool library = NativeLibraryLoader.CandidatePaths(LibraryNames.Cuda).Any(File.Exists);
-        bool gpu = File.Exists("/dev/nvidia0") || File.Exists("/dev/nvidiactl");
-        return (library ? $"{file} present" : $"{file} not built") + ", " + (gpu ? "NVIDIA device present" : "no NVIDIA device");
+        if (!CudaDevice.IsAvailable)
+            return $"not available: {CudaDevice.UnavailableReason}";
+        var devices = Enumerable.Range(0, CudaDevice.Count).Select(CudaDevice.GetInfo)
+            .Select(d => $"{d.Ordinal}: {d.Name} (sm_{d.ComputeCapabilityMajor}{d.ComputeCapabilityMinor}, {d.MultiprocessorCount} SMs, {d.TotalMemoryBytes / (1L << 30)} GiB)");
+        return string.Join("; ", devices);
     }
 }
