@@ -98,9 +98,9 @@ static LK_INLINE __m512i moe_rank8_within(__m512 v, int reach, const bool ties) 
   return _mm512_add_epi32(r0, r1);
 }
 
-/* One token's state through the stages of moe_tokens_ranked: its selection scores, which vectors of
- * them take part, the threshold, the candidates (scores, -inf past them, and ids, in id order), each
- * one's rank in the row's order, which are the top k, and their weights. */
+/* One token's state through the stages of moe_tokens_front and moe_tokens_back: its selection
+ * scores, which vectors of them take part, the threshold, the candidates (scores, -inf past them,
+ * and ids, in id order), which of them are the top k, and their weights. */
 typedef struct moe_ranked {
   moe_vrow row;
   const float *sel;   /* the logits in place, or the buffer of selection scores */
@@ -114,7 +114,7 @@ typedef struct moe_ranked {
   bool thresholded;   /* threshold is set (by the group stage): stage 1 need not run */
   float *sigmoid;     /* SIGMOID with a bias: each expert's sigmoid, or NULL */
   __m512 lane_max, threshold, score, w;
-  __m512i id, rank;
+  __m512i id;
   __mmask16 chosen;
   int64_t total;
   int32_t cand_id[32];
@@ -162,7 +162,7 @@ static LK_INLINE void moe_stage_candidates(moe_ranked *s, int64_t n, int64_t k) 
   s->ok = total <= 16 && total >= k; /* else ties or a flat row, or fewer than k numbers */
 }
 
-/* Stage 3: the candidates' scores and ranks, the top k chosen. */
+/* Stage 3: the candidates' scores, and the top k among them by rank. */
 static LK_INLINE void moe_stage_rank(moe_ranked *s, int64_t k) {
   const __mmask16 real = (__mmask16)((1u << s->total) - 1u);
   s->id = _mm512_maskz_loadu_epi32(real, s->cand_id);
@@ -170,11 +170,9 @@ static LK_INLINE void moe_stage_rank(moe_ranked *s, int64_t k) {
   /* Ranked without ties first: equal scores share a rank, so more than k chosen means a tie at the
    * boundary (the -inf padding ranks total >= k), which the two-compare ranking orders by id. Ties
    * among the chosen leave their order to stage 5. */
-  s->rank = moe_rank16_strict(s->score);
-  s->chosen = _mm512_cmplt_epi32_mask(s->rank, _mm512_set1_epi32((int)k));
+  s->chosen = _mm512_cmplt_epi32_mask(moe_rank16_strict(s->score), _mm512_set1_epi32((int)k));
   if (lk_popcount32(s->chosen) != k) {
-    s->rank = moe_rank16(s->score);
-    s->chosen = _mm512_cmplt_epi32_mask(s->rank, _mm512_set1_epi32((int)k));
+    s->chosen = _mm512_cmplt_epi32_mask(moe_rank16(s->score), _mm512_set1_epi32((int)k));
   }
 }
 
@@ -574,6 +572,12 @@ typedef struct moe_pair {
 
 #define LK_MOE_EACH for (int u = 0; u < 2; u++)
 
+/* Whether short rows with few picks (ungrouped, at most 64 experts, k <= 4) take moe_stage_small
+ * in place of stages 1-3. */
+static LK_INLINE bool moe_takes_small(const moe_job *job) {
+  return job->groups == 1 && job->p.num_experts <= 64 && job->p.top_k <= 4;
+}
+
 /* The stages up to the candidates, for both tokens of a pair: each stage runs for both before the
  * next, since one token is a chain of dependent reductions, ranks and memory round trips, and two
  * independent chains side by side keep the core busy where one leaves it waiting. */
@@ -588,7 +592,7 @@ static LK_INLINE void moe_tokens_front(const moe_job *job, moe_pair *q, float *c
     LK_MOE_EACH if (s[u].ok) moe_stage_groups(job, &s[u]);
   }
   const bool sum = p->scoring == LK_MOE_SOFTMAX_TOPK && s[0].by_logit && job->groups == 1;
-  if (job->groups == 1 && n <= 64 && k <= 4) {
+  if (moe_takes_small(job)) {
 #pragma GCC unroll 2
     LK_MOE_EACH if (s[u].ok) moe_stage_small(&s[u], n, k);
 #pragma GCC unroll 2
@@ -615,7 +619,7 @@ static LK_INLINE void moe_tokens_front(const moe_job *job, moe_pair *q, float *c
 static LK_INLINE void moe_tokens_back(const moe_job *job, moe_pair *q, bool done[2]) {
   const lk_moe_gating_params *p = &job->p;
   moe_ranked *s = q->s;
-  if (!(job->groups == 1 && p->num_experts <= 64 && p->top_k <= 4)) {
+  if (!moe_takes_small(job)) {
 #pragma GCC unroll 2
     LK_MOE_EACH if (s[u].ok) moe_stage_rank(&s[u], p->top_k);
   }
