@@ -4,7 +4,22 @@ namespace LlmKernels.Peers;
 /// The outcome of comparing a peer's output with the float64 reference. <see cref="Detail"/>: why it failed, or
 /// what a pass noted (MoE gating: tokens that differ from the reference only by ties); empty otherwise.
 /// </summary>
-public readonly record struct CheckResult(bool Ok, double MaxError, double Tolerance, string Detail);
+public readonly record struct CheckResult(bool Ok, double MaxError, double Tolerance, string Detail)
+{
+    /// <summary>
+    /// Runs <paramref name="peer"/> once from fresh inputs, compares its outputs, and puts the inputs back for
+    /// the timing that follows (in-place forms update them): the checks of every family whose peers can write
+    /// their inputs.
+    /// </summary>
+    public static CheckResult RunOnce<TPeer>(TPeer peer, Func<TPeer, CheckResult> compare) where TPeer : IBenchPeer
+    {
+        peer.Reset();
+        peer.Run();
+        var result = compare(peer);
+        peer.Reset();
+        return result;
+    }
+}
 
 /// <summary>
 /// The largest error of a peer's outputs against a float64 reference, relative to

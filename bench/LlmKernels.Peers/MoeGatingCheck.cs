@@ -28,14 +28,7 @@ public static unsafe class MoeGatingCheck
     /// </summary>
     public const double ScoreTieTolerance = 2e-6;
 
-    public static CheckResult Run(IMoeGatingPeer peer, MoeGatingInputs inputs)
-    {
-        peer.Reset();
-        peer.Run();
-        var result = Compare(peer, inputs);
-        peer.Reset();
-        return result;
-    }
+    public static CheckResult Run(IMoeGatingPeer peer, MoeGatingInputs inputs) => CheckResult.RunOnce(peer, p => Compare(p, inputs));
 
     public static CheckResult Compare(IMoeGatingPeer peer, MoeGatingInputs inputs)
     {

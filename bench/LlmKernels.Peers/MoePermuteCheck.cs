@@ -15,14 +15,8 @@ namespace LlmKernels.Peers;
 /// </summary>
 public static unsafe class MoePermuteCheck
 {
-    public static CheckResult Run(IMoePermutePeer peer, MoePermuteInputs inputs)
-    {
-        peer.Reset();
-        peer.Run();
-        var result = inputs.Case.Combine ? Combine(peer, inputs) : Permute(peer, inputs);
-        peer.Reset();
-        return result;
-    }
+    public static CheckResult Run(IMoePermutePeer peer, MoePermuteInputs inputs) =>
+        CheckResult.RunOnce(peer, p => inputs.Case.Combine ? Combine(p, inputs) : Permute(p, inputs));
 
     private static CheckResult Permute(IMoePermutePeer peer, MoePermuteInputs inputs)
     {

@@ -9,14 +9,7 @@ namespace LlmKernels.Peers;
 public static unsafe class NormCheck
 {
     /// <summary>Runs the peer once from fresh inputs and compares y (and the updated residual).</summary>
-    public static CheckResult Run(INormPeer peer, INormInputs inputs)
-    {
-        peer.Reset();
-        peer.Run();
-        var result = Compare(peer, inputs);
-        peer.Reset();
-        return result;
-    }
+    public static CheckResult Run(INormPeer peer, INormInputs inputs) => CheckResult.RunOnce(peer, p => Compare(p, inputs));
 
     public static CheckResult Compare(INormPeer peer, INormInputs inputs)
     {

@@ -9,14 +9,7 @@ namespace LlmKernels.Peers;
 /// </summary>
 public static unsafe class RopeCheck
 {
-    public static CheckResult Run(IRopePeer peer, RopeInputs inputs)
-    {
-        peer.Reset();
-        peer.Run();
-        var result = Compare(peer, inputs);
-        peer.Reset();
-        return result;
-    }
+    public static CheckResult Run(IRopePeer peer, RopeInputs inputs) => CheckResult.RunOnce(peer, p => Compare(p, inputs));
 
     public static CheckResult Compare(IRopePeer peer, RopeInputs inputs)
     {
