@@ -65,7 +65,7 @@ public static unsafe class CudaDevice
         var paths = NativeLibraryLoader.CandidatePaths(LibraryNames.Cuda).ToList();
         if (!NativeLibraryLoader.TryLoad(paths, out _, out string failures))
         {
-            string why = failures.Contains(": not found") && paths.All(path => !File.Exists(path)) ? "not built or not found" : "not loadable";
+            string why = paths.All(path => !File.Exists(path)) ? "not built or not found" : "not loadable";
             return new(0, $"the CUDA library {file} is {why} (docs/cuda.md); tried {string.Join("; ", failures.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))}");
         }
         try
