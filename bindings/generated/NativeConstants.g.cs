@@ -12,8 +12,8 @@ internal static partial class NativeConstants
     /// <c>LK_ABI_VERSION</c>: Bumped whenever a params struct, an enum value or a signature changes; the managed layer refuses
     /// a native library whose lk_abi_version() differs from the one its bindings were generated for.
     /// </summary>
-    [NativeTypeName("#define LK_ABI_VERSION 7")]
-    public const int AbiVersion = 7;
+    [NativeTypeName("#define LK_ABI_VERSION 8")]
+    public const int AbiVersion = 8;
 
     /// <summary><c>LK_NORM_WEIGHT_OFFSET_ONE</c>: Gemma stores w - 1: the kernel multiplies by (1 + w), computed in f32.</summary>
     [NativeTypeName("#define LK_NORM_WEIGHT_OFFSET_ONE 1u")]
@@ -31,6 +31,6 @@ internal static partial class NativeConstants
     /// <c>LK_CUDA_ABI_VERSION</c>: Bumped with the CUDA ABI (this header's structs, enums and signatures); the managed layer
     /// refuses a CUDA library whose lk_cuda_abi_version() differs from its bindings'.
     /// </summary>
-    [NativeTypeName("#define LK_CUDA_ABI_VERSION 1")]
-    public const int CudaAbiVersion = 1;
+    [NativeTypeName("#define LK_CUDA_ABI_VERSION 2")]
+    public const int CudaAbiVersion = 2;
 }

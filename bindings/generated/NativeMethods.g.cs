@@ -307,4 +307,118 @@ internal static unsafe partial class NativeMethods
     [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
     [return: NativeTypeName("lk_status")]
     internal static partial Status CudaEventElapsedMs([NativeTypeName("lk_cuda_event")] nint start, [NativeTypeName("lk_cuda_event")] nint end, [NativeTypeName("float *")] float* outMilliseconds);
+
+    /// <summary>
+    /// <c>lk_cuda_rms_norm</c>: ---- kernels ---------------------------------------------------------------------------------------
+    /// Each takes the CPU entry point's params struct (llmkernels.h), with device pointers, and a stream,
+    /// and computes what the CPU entry point computes, with the same rounding points (docs/cuda.md lists
+    /// where a GPU result may differ in the last bits, and why). It checks every argument the host can
+    /// see with the CPU backend's rules before it launches anything (LK_ERR_INVALID_ARGUMENT naming
+    /// it), and returns once the work is queued.
+    ///
+    /// Indices that live in device memory (slot mappings, block tables, sequence lengths and offsets,
+    /// positions, expert ids, the rows of a routing plan) are checked by the kernels as they read them:
+    /// one out of range is never used to address memory, the work it would have directed is skipped,
+    /// and the first such index is reported at the next lk_cuda_stream_synchronize,
+    /// lk_cuda_device_synchronize or lk_cuda_kernel_error_check, as LK_ERR_INVALID_ARGUMENT naming the
+    /// argument, the entry and its value. Unlike on the CPU, outputs the bad index did not direct may
+    /// have been written by then.
+    /// </summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_rms_norm")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaRmsNorm([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_rms_norm_params *")] RmsNormParams* @params);
+
+    /// <summary><c>lk_cuda_fused_add_rms_norm</c></summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_fused_add_rms_norm")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaFusedAddRmsNorm([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_rms_norm_params *")] RmsNormParams* @params);
+
+    /// <summary><c>lk_cuda_norm</c></summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_norm")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaNorm([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_norm_params *")] NormParams* @params);
+
+    /// <summary><c>lk_cuda_apply_activation</c></summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_apply_activation")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaApplyActivation([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_activation_params *")] ActivationParams* @params);
+
+    /// <summary><c>lk_cuda_glu</c></summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_glu")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaGlu([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_glu_params *")] GluParams* @params);
+
+    /// <summary><c>lk_cuda_rope</c></summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_rope")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaRope([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_rope_params *")] RopeParams* @params);
+
+    /// <summary><c>lk_cuda_kv_cache_write</c></summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_kv_cache_write")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaKvCacheWrite([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_kv_cache_write_params *")] KvCacheWriteParams* @params);
+
+    /// <summary><c>lk_cuda_kv_cache_gather</c></summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_kv_cache_gather")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaKvCacheGather([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_kv_cache_gather_params *")] KvCacheGatherParams* @params);
+
+    /// <summary><c>lk_cuda_kv_cache_copy_blocks</c></summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_kv_cache_copy_blocks")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaKvCacheCopyBlocks([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_kv_cache_copy_blocks_params *")] KvCacheCopyBlocksParams* @params);
+
+    /// <summary>
+    /// <c>lk_cuda_attention</c>: Prefill (a tensor-core FlashAttention-2 kernel) or decode (flash-decoding: the keys split over
+    /// thread blocks, then combined), chosen by max_seqlen_q; the grid is sized by max_seqlen_q and
+    /// max_seqlen_k, which a GPU call needs on the host (0 makes it copy the sequence lengths back: a
+    /// synchronising read).
+    /// </summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_attention")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaAttention([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_attention_params *")] AttentionParams* @params);
+
+    /// <summary><c>lk_cuda_moe_gating</c></summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_moe_gating")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaMoeGating([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_moe_gating_params *")] MoeGatingParams* @params);
+
+    /// <summary><c>lk_cuda_moe_routing</c></summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_moe_routing")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaMoeRouting([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_moe_routing_params *")] MoeRoutingParams* @params);
+
+    /// <summary><c>lk_cuda_moe_permute</c></summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_moe_permute")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaMoePermute([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_moe_permute_params *")] MoePermuteParams* @params);
+
+    /// <summary><c>lk_cuda_moe_combine</c></summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_moe_combine")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaMoeCombine([NativeTypeName("lk_cuda_stream")] nint stream, [NativeTypeName("const lk_moe_combine_params *")] MoeCombineParams* @params);
+
+    /// <summary>
+    /// <c>lk_cuda_kernel_error_check</c>: The first bad index a kernel of this library recorded since the last report (on any device), as
+    /// LK_ERR_INVALID_ARGUMENT naming it, and cleared; LK_OK when there is none. Does not synchronise:
+    /// call it after a synchronisation to learn about every kernel queued before.
+    /// </summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_kernel_error_check")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaKernelErrorCheck();
 }

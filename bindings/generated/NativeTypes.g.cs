@@ -766,7 +766,9 @@ internal unsafe partial struct KvCacheCopyBlocksParams
 ///   and j &lt;= p + window_right (window_right &gt;= 0); -1 leaves that side unbounded.
 /// out_i = sum_j softmax(s)_j v_j with an online (running max and sum) softmax in f32, rounded once
 /// to dtype; lse (optional, [total_q, num_heads] f32) = log(sum_j exp(s_j)), natural log. A query
-/// that sees no key gets out = 0 and lse = -inf. docs/attention.md has the contracts.
+/// that sees no key gets out = 0 and lse = -inf. max_seqlen_q and max_seqlen_k are optional bounds
+/// (0: not given) that the CUDA backend sizes its grid by; a sequence longer than a bound given is
+/// LK_ERR_INVALID_ARGUMENT on either backend. docs/attention.md has the contracts.
 /// </summary>
 internal enum AttentionFlags
 {
@@ -825,6 +827,14 @@ internal unsafe partial struct AttentionParams
     /// <summary><c>num_seqs</c></summary>
     [NativeTypeName("int64_t")]
     public long NumSeqs;
+
+    /// <summary><c>max_seqlen_q</c>: 0, or at least every sequence's query count (FlashAttention's max_seqlen_q)</summary>
+    [NativeTypeName("int64_t")]
+    public long MaxSeqlenQ;
+
+    /// <summary><c>max_seqlen_k</c>: 0, or at least every sequence's key count</summary>
+    [NativeTypeName("int64_t")]
+    public long MaxSeqlenK;
 
     /// <summary><c>num_heads</c></summary>
     [NativeTypeName("int64_t")]

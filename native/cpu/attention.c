@@ -29,6 +29,20 @@ static lk_status check_offsets(const int32_t *cu, int64_t num_seqs, const char *
   return LK_OK;
 }
 
+/* A bound given (max_seqlen_q, max_seqlen_k > 0) holds every sequence's length: the CUDA backend
+ * sizes its grid by it, so both backends refuse a call that breaks it. */
+static lk_status check_max_len(int64_t max_len, const char *max_name, const int32_t *cu, const int32_t *lens, int64_t num_seqs,
+                               const char *name) {
+  if (max_len <= 0) return LK_OK;
+  for (int64_t s = 0; s < num_seqs; s++) {
+    const int64_t len = cu ? (int64_t)cu[s + 1] - cu[s] : lens[s];
+    if (len > max_len)
+      return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s: %lld is less than sequence %lld's length %lld (from %s)", max_name, (long long)max_len,
+                     (long long)s, (long long)len, name);
+  }
+  return LK_OK;
+}
+
 static lk_status check_stride(int64_t *stride, int64_t row, const char *name) {
   if (*stride == 0) *stride = row;
   if (*stride < row)
@@ -53,6 +67,7 @@ static lk_status validate_paged(attention_job *job, int64_t total_q, lk_span out
   status = lk_kv_block_tables_check(c, p->block_tables, p->max_blocks_per_seq, p->seqlens_k, p->num_seqs, "seqlens_k", &total_k,
                                     &units);
   if (status != LK_OK) return status;
+  if ((status = check_max_len(p->max_seqlen_k, "max_seqlen_k", NULL, p->seqlens_k, p->num_seqs, "seqlens_k")) != LK_OK) return status;
   if (total_q > 0 && lk_kv_overlaps_cache(c, &g, out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: overlaps the cache");
   return LK_OK;
 }
@@ -83,11 +98,17 @@ static lk_status validate(const lk_attention_params *params, attention_job *job)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "bias_row_stride: %lld, must be positive with a bias", (long long)p->bias_row_stride);
   if (p->bias && p->bias_head_stride < 0)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "bias_head_stride: %lld, must not be negative", (long long)p->bias_head_stride);
+  if (p->max_seqlen_q < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_seqlen_q: %lld, must be 0 (not given) or positive", (long long)p->max_seqlen_q);
+  if (p->max_seqlen_k < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_seqlen_k: %lld, must be 0 (not given) or positive", (long long)p->max_seqlen_k);
   job->group = p->num_heads / p->num_kv_heads;
   job->paged = p->cache.key_cache != NULL;
   if (p->num_seqs == 0) return LK_OK;
 
   if ((status = check_offsets(p->cu_seqlens_q, p->num_seqs, "cu_seqlens_q")) != LK_OK) return status;
+  if ((status = check_max_len(p->max_seqlen_q, "max_seqlen_q", p->cu_seqlens_q, NULL, p->num_seqs, "cu_seqlens_q")) != LK_OK)
+    return status;
   const int64_t total_q = p->cu_seqlens_q[p->num_seqs];
   const int64_t q_row = p->num_heads * p->head_dim, kv_row = p->num_kv_heads * p->head_dim;
   if ((status = check_stride(&p->q_stride, q_row, "q_stride")) != LK_OK) return status;
@@ -105,6 +126,8 @@ static lk_status validate(const lk_attention_params *params, attention_job *job)
 
   if (job->paged) return validate_paged(job, total_q, out);
   if ((status = check_offsets(p->cu_seqlens_k, p->num_seqs, "cu_seqlens_k")) != LK_OK) return status;
+  if ((status = check_max_len(p->max_seqlen_k, "max_seqlen_k", p->cu_seqlens_k, NULL, p->num_seqs, "cu_seqlens_k")) != LK_OK)
+    return status;
   const int64_t total_k = p->cu_seqlens_k[p->num_seqs];
   if ((status = check_stride(&p->k_stride, kv_row, "k_stride")) != LK_OK) return status;
   if ((status = check_stride(&p->v_stride, kv_row, "v_stride")) != LK_OK) return status;

@@ -1,6 +1,7 @@
 /* lk_norm (and through it lk_rms_norm / lk_fused_add_rms_norm): argument checks, then rows split
  * over the context's threads and run by the context's ISA variant of the kind's kernel. */
 #include "layer_norm.h"
+#include "norm_check.h"
 #include "rms_norm.h"
 
 /* A row of a few thousand elements takes about a microsecond: below ~64 Ki elements per extra
@@ -138,13 +139,18 @@ static lk_status validate_buffers(const lk_norm_params *p) {
   return LK_OK;
 }
 
+LK_API lk_status lk_norm_check(lk_norm_params *p) {
+  lk_status status = validate_scalars(p);
+  if (status != LK_OK || p->rows == 0) return status;
+  return validate_buffers(p);
+}
+
 lk_status lk_norm_validate(const lk_norm_params *params, lk_norm_job *job) {
   if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
   job->p = *params;
   lk_norm_params *p = &job->p;
-  lk_status status = validate_scalars(p);
+  lk_status status = lk_norm_check(p);
   if (status != LK_OK || p->rows == 0) return status;
-  if ((status = validate_buffers(p)) != LK_OK) return status;
   int64_t out_bytes = p->rows * p->hidden * (int64_t)lk_dtype_size(p->dtype);
   job->streaming = out_bytes >= LK_STREAMING_STORE_MIN_BYTES;
   job->weight_finite = p->dtype == LK_DTYPE_BF16 && p->rows >= LK_WEIGHT_SCAN_MIN_ROWS &&

@@ -31,7 +31,7 @@ extern "C" {
 
 /* Bumped whenever a params struct, an enum value or a signature changes; the managed layer refuses
  * a native library whose lk_abi_version() differs from the one its bindings were generated for. */
-#define LK_ABI_VERSION 7
+#define LK_ABI_VERSION 8
 
 typedef enum lk_status {
   LK_OK = 0,
@@ -419,7 +419,9 @@ LK_API lk_status lk_kv_cache_copy_blocks(lk_cpu_context *context, const lk_kv_ca
  *   and j <= p + window_right (window_right >= 0); -1 leaves that side unbounded.
  * out_i = sum_j softmax(s)_j v_j with an online (running max and sum) softmax in f32, rounded once
  * to dtype; lse (optional, [total_q, num_heads] f32) = log(sum_j exp(s_j)), natural log. A query
- * that sees no key gets out = 0 and lse = -inf. docs/attention.md has the contracts. */
+ * that sees no key gets out = 0 and lse = -inf. max_seqlen_q and max_seqlen_k are optional bounds
+ * (0: not given) that the CUDA backend sizes its grid by; a sequence longer than a bound given is
+ * LK_ERR_INVALID_ARGUMENT on either backend. docs/attention.md has the contracts. */
 typedef enum lk_attention_flags {
   LK_ATTENTION_CAUSAL = 1 /* bottom-right aligned, as FlashAttention >= 2.1 */
 } lk_attention_flags;
@@ -437,6 +439,8 @@ typedef struct lk_attention_params {
   const int32_t *block_tables; /* [num_seqs, max_blocks_per_seq]: paged keys */
   int64_t max_blocks_per_seq;
   int64_t num_seqs;
+  int64_t max_seqlen_q;        /* 0, or at least every sequence's query count (FlashAttention's max_seqlen_q) */
+  int64_t max_seqlen_k;        /* 0, or at least every sequence's key count */
   int64_t num_heads;
   int64_t num_kv_heads;
   int64_t head_dim;            /* 1..256 */

@@ -13,7 +13,8 @@
  *   - a stream is a cudaStream_t: one created here or by another library. NULL is the legacy
  *     default stream of the calling thread's current device;
  *   - a call that names a device makes it the calling thread's current device (cudaSetDevice),
- *     as the CUDA runtime's own calls do.
+ *     as the CUDA runtime's own calls do;
+ *   - kernels run on the calling thread's current device, on the stream given.
  *
  * Compiles as C11 and C++; includes nothing beyond llmkernels.h (so <stddef.h> and <stdint.h>).
  */
@@ -38,7 +39,7 @@ extern "C" {
 
 /* Bumped with the CUDA ABI (this header's structs, enums and signatures); the managed layer
  * refuses a CUDA library whose lk_cuda_abi_version() differs from its bindings'. */
-#define LK_CUDA_ABI_VERSION 1
+#define LK_CUDA_ABI_VERSION 2
 
 /* A cudaStream_t and a cudaEvent_t, opaque here. */
 typedef struct lk_cuda_stream_s *lk_cuda_stream;
@@ -97,6 +98,44 @@ LK_CUDA_API lk_status lk_cuda_event_destroy(lk_cuda_event event);
 LK_CUDA_API lk_status lk_cuda_event_record(lk_cuda_event event, lk_cuda_stream stream);
 /* Milliseconds from start to end, both recorded and complete (cudaEventElapsedTime). */
 LK_CUDA_API lk_status lk_cuda_event_elapsed_ms(lk_cuda_event start, lk_cuda_event end, float *out_milliseconds);
+
+/* ---- kernels ---------------------------------------------------------------------------------------
+ * Each takes the CPU entry point's params struct (llmkernels.h), with device pointers, and a stream,
+ * and computes what the CPU entry point computes, with the same rounding points (docs/cuda.md lists
+ * where a GPU result may differ in the last bits, and why). It checks every argument the host can
+ * see with the CPU backend's rules before it launches anything (LK_ERR_INVALID_ARGUMENT naming
+ * it), and returns once the work is queued.
+ *
+ * Indices that live in device memory (slot mappings, block tables, sequence lengths and offsets,
+ * positions, expert ids, the rows of a routing plan) are checked by the kernels as they read them:
+ * one out of range is never used to address memory, the work it would have directed is skipped,
+ * and the first such index is reported at the next lk_cuda_stream_synchronize,
+ * lk_cuda_device_synchronize or lk_cuda_kernel_error_check, as LK_ERR_INVALID_ARGUMENT naming the
+ * argument, the entry and its value. Unlike on the CPU, outputs the bad index did not direct may
+ * have been written by then. */
+LK_CUDA_API lk_status lk_cuda_rms_norm(lk_cuda_stream stream, const lk_rms_norm_params *params);
+LK_CUDA_API lk_status lk_cuda_fused_add_rms_norm(lk_cuda_stream stream, const lk_rms_norm_params *params);
+LK_CUDA_API lk_status lk_cuda_norm(lk_cuda_stream stream, const lk_norm_params *params);
+LK_CUDA_API lk_status lk_cuda_apply_activation(lk_cuda_stream stream, const lk_activation_params *params);
+LK_CUDA_API lk_status lk_cuda_glu(lk_cuda_stream stream, const lk_glu_params *params);
+LK_CUDA_API lk_status lk_cuda_rope(lk_cuda_stream stream, const lk_rope_params *params);
+LK_CUDA_API lk_status lk_cuda_kv_cache_write(lk_cuda_stream stream, const lk_kv_cache_write_params *params);
+LK_CUDA_API lk_status lk_cuda_kv_cache_gather(lk_cuda_stream stream, const lk_kv_cache_gather_params *params);
+LK_CUDA_API lk_status lk_cuda_kv_cache_copy_blocks(lk_cuda_stream stream, const lk_kv_cache_copy_blocks_params *params);
+/* Prefill (a tensor-core FlashAttention-2 kernel) or decode (flash-decoding: the keys split over
+ * thread blocks, then combined), chosen by max_seqlen_q; the grid is sized by max_seqlen_q and
+ * max_seqlen_k, which a GPU call needs on the host (0 makes it copy the sequence lengths back: a
+ * synchronising read). */
+LK_CUDA_API lk_status lk_cuda_attention(lk_cuda_stream stream, const lk_attention_params *params);
+LK_CUDA_API lk_status lk_cuda_moe_gating(lk_cuda_stream stream, const lk_moe_gating_params *params);
+LK_CUDA_API lk_status lk_cuda_moe_routing(lk_cuda_stream stream, const lk_moe_routing_params *params);
+LK_CUDA_API lk_status lk_cuda_moe_permute(lk_cuda_stream stream, const lk_moe_permute_params *params);
+LK_CUDA_API lk_status lk_cuda_moe_combine(lk_cuda_stream stream, const lk_moe_combine_params *params);
+
+/* The first bad index a kernel of this library recorded since the last report (on any device), as
+ * LK_ERR_INVALID_ARGUMENT naming it, and cleared; LK_OK when there is none. Does not synchronise:
+ * call it after a synchronisation to learn about every kernel queued before. */
+LK_CUDA_API lk_status lk_cuda_kernel_error_check(void);
 
 #ifdef __cplusplus
 }
