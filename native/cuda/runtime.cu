@@ -4,6 +4,7 @@
  * error comes back as an lk_status with the error's name and text (lk_cuda_check). */
 #include "lk_cuda_internal.h"
 
+#include <mutex>
 #include <string.h>
 
 namespace {
@@ -53,10 +54,120 @@ lk_status create_on_device(int32_t device, Handle *out, const char *out_name, co
   return lk_cuda_check(create(out), what);
 }
 
-cudaStream_t as_stream(lk_cuda_stream stream) { return reinterpret_cast<cudaStream_t>(stream); }
+cudaStream_t as_stream(lk_cuda_stream stream) { return lk_cuda_as_stream(stream); }
 cudaEvent_t as_event(lk_cuda_event event) { return reinterpret_cast<cudaEvent_t>(event); }
 
+
+/* ---- the kernels' index-error records (lk_cuda_internal.h) ---------------------------------------- */
+
+constexpr int kMaxDevices = 64;
+std::mutex g_sink_mutex;
+lk_cuda_index_error *g_records = nullptr;        /* [kMaxDevices], mapped host memory */
+lk_cuda_index_error *g_records_device = nullptr; /* its device address */
+int32_t *g_claimed[kMaxDevices];                 /* device memory, one word a device */
+
+const char *entry_point_name(int32_t kernel) {
+  switch (kernel) {
+  case LK_CUDA_ENTRY_KV_CACHE_WRITE: return "lk_cuda_kv_cache_write";
+  case LK_CUDA_ENTRY_KV_CACHE_GATHER: return "lk_cuda_kv_cache_gather";
+  case LK_CUDA_ENTRY_KV_CACHE_COPY_BLOCKS: return "lk_cuda_kv_cache_copy_blocks";
+  case LK_CUDA_ENTRY_ROPE: return "lk_cuda_rope";
+  case LK_CUDA_ENTRY_ATTENTION: return "lk_cuda_attention";
+  case LK_CUDA_ENTRY_MOE_ROUTING: return "lk_cuda_moe_routing";
+  case LK_CUDA_ENTRY_MOE_PERMUTE: return "lk_cuda_moe_permute";
+  case LK_CUDA_ENTRY_MOE_COMBINE: return "lk_cuda_moe_combine";
+  }
+  return "a kernel";
+}
+
+lk_status report(const lk_cuda_index_error &e) {
+  const long long i = (long long)e.index, j = (long long)e.index2, v = (long long)e.value, b = (long long)e.bound;
+  const char *by = entry_point_name(e.kernel);
+  switch ((lk_cuda_index_argument)e.argument) {
+  case LK_CUDA_ARG_SLOT_MAPPING:
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "slot_mapping[%lld]: slot %lld is outside the cache's %lld slots (found on the device by %s)", i, v, b, by);
+  case LK_CUDA_ARG_BLOCK_TABLES:
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables[%lld][%lld]: block %lld is outside [0, num_blocks = %lld) (found on the device by %s)", i, j, v, b, by);
+  case LK_CUDA_ARG_SEQ_LENS:
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "seq_lens[%lld]: %lld is negative or needs more than max_blocks_per_seq * block_size = %lld tokens (found on the device by %s)", i, v, b, by);
+  case LK_CUDA_ARG_BLOCK_MAPPING:
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping[%lld][%lld]: block %lld is outside [0, num_blocks = %lld) (found on the device by %s)", i, j, v, b, by);
+  case LK_CUDA_ARG_POSITIONS:
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "positions[%lld]: %lld is outside [0, max_position = %lld) (found on the device by %s)", i, v, b, by);
+  case LK_CUDA_ARG_CU_SEQLENS_Q:
+  case LK_CUDA_ARG_CU_SEQLENS_K:
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s[%lld]: %lld does not continue the offsets (they start at 0, never decrease, and no sequence is longer than %lld) (found on the device by %s)",
+                   e.argument == LK_CUDA_ARG_CU_SEQLENS_Q ? "cu_seqlens_q" : "cu_seqlens_k", i, v, b, by);
+  case LK_CUDA_ARG_SEQLENS_K:
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "seqlens_k[%lld]: %lld is negative, past max_seqlen_k or more than the block table covers (%lld) (found on the device by %s)", i, v, b, by);
+  case LK_CUDA_ARG_EXPERT_IDS:
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "expert_ids[%lld]: %lld is outside [0, num_experts = %lld) (found on the device by %s)", i, v, b, by);
+  case LK_CUDA_ARG_SORTED_SLOTS:
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "sorted_slots[%lld]: %lld is neither -1 nor in [0, num_tokens * top_k = %lld) (found on the device by %s)", i, v, b, by);
+  case LK_CUDA_ARG_SLOT_ROWS:
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "slot_rows[%lld]: %lld is neither -1 nor in [0, num_rows = %lld) (found on the device by %s)", i, v, b, by);
+  default: break;
+  }
+  return lk_fail(LK_ERR_INTERNAL, "a kernel recorded an unknown index error (argument %d)", (int)e.argument);
+}
+
+/* The first record a device holds, reported and cleared; LK_OK when none holds one. The host reads
+ * only its mapped copy: a device is cleared (its claim word zeroed) only after it reported. */
+lk_status take_index_error() {
+  std::lock_guard<std::mutex> lock(g_sink_mutex);
+  if (!g_records) return LK_OK;
+  for (int d = 0; d < kMaxDevices; d++) {
+    if (!g_claimed[d] || g_records[d].argument == LK_CUDA_ARG_NONE) continue;
+    const lk_cuda_index_error e = const_cast<const lk_cuda_index_error &>(g_records[d]);
+    g_records[d].argument = LK_CUDA_ARG_NONE;
+    int current = 0;
+    if (cudaGetDevice(&current) == cudaSuccess && cudaSetDevice(d) == cudaSuccess) {
+      (void)cudaMemset(g_claimed[d], 0, sizeof(int32_t));
+      (void)cudaDeviceSynchronize();
+      (void)cudaSetDevice(current);
+    }
+    (void)cudaGetLastError();
+    return report(e);
+  }
+  return LK_OK;
+}
+
 } // namespace
+
+lk_status lk_cuda_error_sink_get(lk_cuda_error_sink *out) {
+  int device = 0;
+  LK_CUDA_TRY(cudaGetDevice(&device), "cudaGetDevice");
+  if (device < 0 || device >= kMaxDevices)
+    return lk_fail(LK_ERR_UNSUPPORTED, "device %d: this library serves devices 0..%d", device, kMaxDevices - 1);
+  std::lock_guard<std::mutex> lock(g_sink_mutex);
+  if (!g_records) {
+    void *host = NULL, *mapped = NULL;
+    LK_CUDA_TRY(cudaHostAlloc(&host, sizeof(lk_cuda_index_error) * kMaxDevices, cudaHostAllocMapped | cudaHostAllocPortable),
+                "cudaHostAlloc (the kernels' error records)");
+    memset(host, 0, sizeof(lk_cuda_index_error) * kMaxDevices);
+    const lk_status status = lk_cuda_check(cudaHostGetDevicePointer(&mapped, host, 0), "cudaHostGetDevicePointer");
+    if (status != LK_OK) {
+      (void)cudaFreeHost(host);
+      return status;
+    }
+    g_records = static_cast<lk_cuda_index_error *>(host);
+    g_records_device = static_cast<lk_cuda_index_error *>(mapped);
+  }
+  if (!g_claimed[device]) {
+    void *claimed = NULL;
+    LK_CUDA_TRY(cudaMalloc(&claimed, sizeof(int32_t)), "cudaMalloc (a kernel error claim)");
+    const lk_status status = lk_cuda_check(cudaMemset(claimed, 0, sizeof(int32_t)), "cudaMemset");
+    if (status == LK_OK) LK_CUDA_TRY(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    if (status != LK_OK) {
+      (void)cudaFree(claimed);
+      return status;
+    }
+    g_claimed[device] = static_cast<int32_t *>(claimed);
+  }
+  out->claimed = g_claimed[device];
+  out->record = g_records_device + device;
+  return LK_OK;
+}
 
 extern "C" {
 
@@ -100,7 +211,7 @@ LK_CUDA_API lk_status lk_cuda_device_properties_get(int32_t device, lk_cuda_devi
   LK_CUDA_TRY(cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties");
   lk_cuda_device_properties *out = out_properties;
   memset(out, 0, sizeof *out);
-  strncpy(out->name, p.name, sizeof out->name - 1);
+  memcpy(out->name, p.name, sizeof out->name - 1); /* NUL-terminated: out was zeroed */
   out->ordinal = device;
   out->compute_capability_major = p.major;
   out->compute_capability_minor = p.minor;
@@ -118,7 +229,8 @@ LK_CUDA_API lk_status lk_cuda_device_synchronize(int32_t device) {
   lk_clear_error();
   const lk_status status = use_device(device);
   if (status != LK_OK) return status;
-  return lk_cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  LK_CUDA_TRY(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  return take_index_error();
 }
 
 LK_CUDA_API lk_status lk_cuda_malloc(int32_t device, size_t bytes, void **out_pointer) {
@@ -178,7 +290,13 @@ LK_CUDA_API lk_status lk_cuda_stream_destroy(lk_cuda_stream stream) {
 
 LK_CUDA_API lk_status lk_cuda_stream_synchronize(lk_cuda_stream stream) {
   lk_clear_error();
-  return lk_cuda_check(cudaStreamSynchronize(as_stream(stream)), "cudaStreamSynchronize");
+  LK_CUDA_TRY(cudaStreamSynchronize(as_stream(stream)), "cudaStreamSynchronize");
+  return take_index_error();
+}
+
+LK_CUDA_API lk_status lk_cuda_kernel_error_check(void) {
+  lk_clear_error();
+  return take_index_error();
 }
 
 LK_CUDA_API lk_status lk_cuda_event_create(int32_t device, lk_cuda_event *out_event) {
