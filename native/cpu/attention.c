@@ -8,6 +8,7 @@
  * AVX2 and AVX-512 run the tiled kernel instead (attention_tile.h, attention_tile_simd.h): blocks
  * of query rows against tiles of keys, with flash-decoding splits of long key ranges. */
 #include "attention.h"
+#include "attention_check.h"
 #include "attention_decode.h"
 #include "kv_cache.h"
 #include "lk_atomic.h"
@@ -52,17 +53,23 @@ static lk_status check_stride(int64_t *stride, int64_t row, const char *name) {
 
 /* The paged form: a valid cache (lk_kv_cache_check) whose geometry and dtype are the call's, and
  * every table entry a sequence's keys use naming one of its blocks; out apart from both caches. */
-static lk_status validate_paged(attention_job *job, int64_t total_q, lk_span out) {
-  lk_attention_params *p = &job->p;
+static lk_status check_paged_geometry(const lk_attention_params *p, lk_kv_geometry *g) {
   const lk_paged_kv_cache *c = &p->cache;
-  lk_kv_geometry g;
-  lk_status status = lk_kv_cache_check(c, &g);
+  lk_status status = lk_kv_cache_check(c, g);
   if (status != LK_OK) return status;
   if (c->dtype != p->dtype)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache.dtype: %d differs from dtype %d", (int)c->dtype, (int)p->dtype);
   if (c->num_kv_heads != p->num_kv_heads || c->head_dim != p->head_dim)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "cache: [%lld kv heads, head_dim %lld] differs from num_kv_heads %lld, head_dim %lld",
                    (long long)c->num_kv_heads, (long long)c->head_dim, (long long)p->num_kv_heads, (long long)p->head_dim);
+  return LK_OK;
+}
+
+static lk_status validate_paged(lk_attention_params *p, int64_t total_q, lk_span out) {
+  const lk_paged_kv_cache *c = &p->cache;
+  lk_kv_geometry g;
+  lk_status status = check_paged_geometry(p, &g);
+  if (status != LK_OK) return status;
   int64_t total_k, units;
   status = lk_kv_block_tables_check(c, p->block_tables, p->max_blocks_per_seq, p->seqlens_k, p->num_seqs, "seqlens_k", &total_k,
                                     &units);
@@ -72,10 +79,34 @@ static lk_status validate_paged(attention_job *job, int64_t total_q, lk_span out
   return LK_OK;
 }
 
-static lk_status validate(const lk_attention_params *params, attention_job *job) {
-  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
-  job->p = *params;
-  lk_attention_params *p = &job->p;
+/* What needs no index array (lk_attention_check without read_indices): the strides, the paged
+ * cache's geometry, and the pointers a call with sequences reads. */
+static lk_status check_without_indices(lk_attention_params *p) {
+  const int64_t q_row = p->num_heads * p->head_dim, kv_row = p->num_kv_heads * p->head_dim;
+  lk_status status;
+  if ((status = check_stride(&p->q_stride, q_row, "q_stride")) != LK_OK) return status;
+  if ((status = check_stride(&p->out_stride, q_row, "out_stride")) != LK_OK) return status;
+  if (!p->cu_seqlens_q) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cu_seqlens_q: NULL");
+  if (!p->q) return lk_fail(LK_ERR_INVALID_ARGUMENT, "q: NULL");
+  if (!p->out) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: NULL");
+  if (p->cache.key_cache) {
+    lk_kv_geometry g;
+    if ((status = check_paged_geometry(p, &g)) != LK_OK) return status;
+    if (!p->seqlens_k) return lk_fail(LK_ERR_INVALID_ARGUMENT, "seqlens_k: NULL");
+    if (!p->block_tables) return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables: NULL");
+    if (p->max_blocks_per_seq <= 0)
+      return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_blocks_per_seq: %lld, must be positive", (long long)p->max_blocks_per_seq);
+    return LK_OK;
+  }
+  if ((status = check_stride(&p->k_stride, kv_row, "k_stride")) != LK_OK) return status;
+  if ((status = check_stride(&p->v_stride, kv_row, "v_stride")) != LK_OK) return status;
+  if (!p->cu_seqlens_k) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cu_seqlens_k: NULL");
+  if (!p->k) return lk_fail(LK_ERR_INVALID_ARGUMENT, "k: NULL");
+  if (!p->v) return lk_fail(LK_ERR_INVALID_ARGUMENT, "v: NULL");
+  return LK_OK;
+}
+
+LK_API lk_status lk_attention_check(lk_attention_params *p, int32_t read_indices) {
   lk_status status;
   if (!lk_dtype_valid(p->dtype)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "dtype: %d is not a dtype", (int)p->dtype);
   if (p->num_seqs < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_seqs: %lld, must not be negative", (long long)p->num_seqs);
@@ -102,9 +133,8 @@ static lk_status validate(const lk_attention_params *params, attention_job *job)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_seqlen_q: %lld, must be 0 (not given) or positive", (long long)p->max_seqlen_q);
   if (p->max_seqlen_k < 0)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_seqlen_k: %lld, must be 0 (not given) or positive", (long long)p->max_seqlen_k);
-  job->group = p->num_heads / p->num_kv_heads;
-  job->paged = p->cache.key_cache != NULL;
   if (p->num_seqs == 0) return LK_OK;
+  if (!read_indices) return check_without_indices(p);
 
   if ((status = check_offsets(p->cu_seqlens_q, p->num_seqs, "cu_seqlens_q")) != LK_OK) return status;
   if ((status = check_max_len(p->max_seqlen_q, "max_seqlen_q", p->cu_seqlens_q, NULL, p->num_seqs, "cu_seqlens_q")) != LK_OK)
@@ -124,7 +154,7 @@ static lk_status validate(const lk_attention_params *params, attention_job *job)
   if (total_q > 0 && lk_spans_overlap(out, lk_rows_span(p->q, total_q, q_row, p->q_stride, p->dtype)))
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: overlaps q");
 
-  if (job->paged) return validate_paged(job, total_q, out);
+  if (p->cache.key_cache) return validate_paged(p, total_q, out);
   if ((status = check_offsets(p->cu_seqlens_k, p->num_seqs, "cu_seqlens_k")) != LK_OK) return status;
   if ((status = check_max_len(p->max_seqlen_k, "max_seqlen_k", p->cu_seqlens_k, NULL, p->num_seqs, "cu_seqlens_k")) != LK_OK)
     return status;
@@ -141,6 +171,16 @@ static lk_status validate(const lk_attention_params *params, attention_job *job)
     if (total_q > 0 && lk_spans_overlap(out, lk_rows_span(p->v, total_k, kv_row, p->v_stride, p->dtype)))
       return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: overlaps v");
   }
+  return LK_OK;
+}
+
+static lk_status validate(const lk_attention_params *params, attention_job *job) {
+  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  job->p = *params;
+  const lk_status status = lk_attention_check(&job->p, 1);
+  if (status != LK_OK) return status;
+  job->group = job->p.num_heads / job->p.num_kv_heads;
+  job->paged = job->p.cache.key_cache != NULL;
   return LK_OK;
 }
 

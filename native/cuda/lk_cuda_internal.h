@@ -104,6 +104,8 @@ typedef enum lk_cuda_index_argument {
   LK_CUDA_ARG_EXPERT_IDS,
   LK_CUDA_ARG_SORTED_SLOTS,
   LK_CUDA_ARG_SLOT_ROWS,
+  LK_CUDA_ARG_SLOT_MAPPING_REPEAT,  /* index: a token, index2: an earlier token naming the same slot (value) */
+  LK_CUDA_ARG_BLOCK_MAPPING_REPEAT, /* index: a pair, index2: another pair naming its block (value) so that order matters */
   LK_CUDA_ARG_COUNT
 } lk_cuda_index_argument;
 

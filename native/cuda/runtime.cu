@@ -106,6 +106,10 @@ lk_status report(const lk_cuda_index_error &e) {
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "sorted_slots[%lld]: %lld is neither -1 nor in [0, num_tokens * top_k = %lld) (found on the device by %s)", i, v, b, by);
   case LK_CUDA_ARG_SLOT_ROWS:
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "slot_rows[%lld]: %lld is neither -1 nor in [0, num_rows = %lld) (found on the device by %s)", i, v, b, by);
+  case LK_CUDA_ARG_SLOT_MAPPING_REPEAT:
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "slot_mapping[%lld]: slot %lld is slot_mapping[%lld]'s too (two tokens name one slot) (found on the device by %s)", i, v, j, by);
+  case LK_CUDA_ARG_BLOCK_MAPPING_REPEAT:
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping[%lld]: block %lld is named by pair %lld too (a destination named twice, or the destination of one pair and the source of another) (found on the device by %s)", i, v, j, by);
   default: break;
   }
   return lk_fail(LK_ERR_INTERNAL, "a kernel recorded an unknown index error (argument %d)", (int)e.argument);
