@@ -42,7 +42,7 @@
 #define __forceinline__ inline
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))
 #define __constant__
 #if defined(__clang__)
 /* One section for every static __shared__ variable, which the scheduler fills with 0xff before each
