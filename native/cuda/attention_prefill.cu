@@ -43,10 +43,11 @@ struct prefill_traits {
   static constexpr int kKSteps = kHeadDim / 16;  /* k steps of Q K^T */
   static constexpr int kPSteps = kBlockN / 16;   /* k steps of P V */
   static constexpr size_t kTileBytes = (size_t)(kBlockM + 2 * kBlockN) * kPitch * 2;
-  static constexpr size_t kSharedBytes = kTileBytes + kBlockN * sizeof(int64_t);
+  /* the epilogue stages O (f32 at most) over the tiles, so the tile area holds either */
+  static constexpr size_t kStageBytes = (size_t)kBlockM * kHeadDim * 4;
+  static constexpr size_t kAreaBytes = kTileBytes > kStageBytes ? kTileBytes : kStageBytes;
+  static constexpr size_t kSharedBytes = kAreaBytes + kBlockN * sizeof(int64_t);
   static_assert(kHeadDim % 16 == 0 && kDimTiles % 2 == 0 && kKeyTiles % 2 == 0, "fragment pairs");
-  /* the epilogue stages O (f32 at most) over the tiles */
-  static_assert((size_t)kBlockM * kHeadDim * 4 <= kTileBytes, "O staging fits");
 };
 
 constexpr float kLog2e = 1.4426950408889634f;
@@ -90,7 +91,7 @@ __global__ void __launch_bounds__(Tr::kThreads) attention_prefill(lk_cuda_attent
   Tm *sQ = reinterpret_cast<Tm *>(smem);
   Tm *sK = sQ + Tr::kBlockM * Tr::kPitch;
   Tm *sV = sK + Tr::kBlockN * Tr::kPitch;
-  int64_t *sRow = reinterpret_cast<int64_t *>(smem + Tr::kTileBytes); /* the tile's physical key rows, -1: masked */
+  int64_t *sRow = reinterpret_cast<int64_t *>(smem + Tr::kAreaBytes); /* the tile's physical key rows, -1: masked */
 
   /* every row's visible keys (within [0, sk)); the block's key range is the first row's lo to the
    * last row's hi */
