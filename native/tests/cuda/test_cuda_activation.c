@@ -428,6 +428,10 @@ static void test_glu_shapes(void) {
   c.offset = 1;
   c.in_place = true;
   glu_run(&c, 7);
+  /* more than 65535 block rows (one row a block here: 129 elements take 256 lanes): two launches */
+  c = glu_base(LK_GLU_SPLIT, LK_ACTIVATION_RELU, LK_DTYPE_BF16, 65535 + 9, 129);
+  c.offset = 1;
+  glu_run(&c, 8);
 }
 
 /* ---- the argument contract ------------------------------------------------------------------- */
