@@ -23,14 +23,15 @@
  * by `256 / lanes` tokens: lanes is a multiple of 32 near the token's unit count, so that a token
  * takes whole passes of its block (Llama-3-8B: 32 + 8 heads x 8 bf16 units = 320 units, 160 lanes
  * x 2 passes), or for tokens of at most 32 units a power of two with several tokens a block. Each
- * unit is 32 bytes in flight a thread (64 with its cos/sin), ~48 KiB a multiprocessor at the
- * occupancy this register count allows, above the ~30 KiB H200 needs. One block a group of tokens
- * (grid.x, a grid-stride loop past 2^31 - 1); when that leaves fewer than two blocks a
- * multiprocessor (decode: one to a few tokens), a token's units are split over grid.y blocks of
- * 32 lanes instead. Expected: ~85% of copy bandwidth on large calls (every byte of the rotated
- * dims read once and written once, 32-byte segments per warp access); partial rotary reads and
- * writes only the first rot_dim elements of each head, so its sectors are fewer but less dense.
- * Not measured: no GPU has been available.
+ * unit is 32 bytes of q or k in flight a thread (64 with its cos/sin): ~35 KiB a multiprocessor
+ * at the ~1100 threads that 40-56 registers leave resident, against the ~13 KiB that H200's read
+ * bandwidth (half of 4.8 TB/s) times ~700 ns of loaded latency asks of each of its 132
+ * multiprocessors. One block a group of tokens (grid.x, a grid-stride loop past 2^31 - 1); when
+ * that leaves fewer than two blocks a multiprocessor (decode: one to a few tokens), a token's units
+ * are split over grid.y blocks of one or a few warps instead. Expected: ~85% of copy bandwidth on
+ * large calls (every rotated byte read once and written once, each warp access whole 32-byte
+ * sectors); partial rotary moves only the first rot_dim elements of each head, so fewer bytes are
+ * in flight a warp. Not measured: no GPU has been available.
  *
  * Vector path: where q and k start 16-byte aligned, their token strides and head_dim are multiples
  * of 16 bytes, rot_dim / 2 is a multiple of VEC and the cache starts 16-byte aligned; else one pair
@@ -85,9 +86,9 @@ __global__ void __launch_bounds__(kThreads) rope_tokens(rope_args a) {
     }
     const float *cos_row = a.cache + pos * a.rot_dim;
     const float *sin_row = cos_row + half;
-    for (int32_t u = (int32_t)(blockIdx.y * blockDim.x + threadIdx.x); u < a.units; u += (int32_t)(gridDim.y * blockDim.x)) {
-      const int32_t head = u / a.units_per_head;
-      const int64_t j0 = (int64_t)(u - head * a.units_per_head) * VEC;
+    for (int64_t u = (int64_t)blockIdx.y * blockDim.x + threadIdx.x; u < a.units; u += (int64_t)gridDim.y * blockDim.x) {
+      const int32_t head = (int32_t)u / a.units_per_head; /* u < units <= INT32_MAX: a 32-bit division */
+      const int64_t j0 = (int64_t)((int32_t)u - head * a.units_per_head) * VEC;
       T *x = head < a.num_heads ? static_cast<T *>(a.q) + t * a.q_stride + (int64_t)head * a.head_dim
                                 : static_cast<T *>(a.k) + t * a.k_stride + (int64_t)(head - a.num_heads) * a.head_dim;
       vec *lo_at = reinterpret_cast<vec *>(x + (kGptj ? 2 * j0 : j0));
