@@ -209,21 +209,24 @@ typedef struct glu_case { lk_glu_params p; } glu_case;
 static void run_glu(void *arg) { TRY(lk_cuda_glu(stream, &((glu_case *)arg)->p)); }
 
 static void bench_glu(void) {
-  if (!selected("swiglu")) return;
   const int64_t tokens = 16384, d = 14336; /* Llama-3-8B's intermediate size */
   void *x = random_bf16((size_t)(tokens * 2 * d), -3, 3), *out = device_alloc((size_t)(tokens * d) * 2);
-  glu_case c;
-  memset(&c, 0, sizeof c);
-  c.p.x = x;
-  c.p.out = out;
-  c.p.tokens = tokens;
-  c.p.d = d;
-  c.p.activation = LK_ACTIVATION_SILU;
-  c.p.layout = LK_GLU_GATE_FIRST;
-  c.p.dtype = LK_DTYPE_BF16;
-  double ms, lo, hi;
-  time_it(run_glu, &c, &ms, &lo, &hi);
-  report("swiglu", "bf16 [16384, 2 x 14336]", 3.0 * (double)(tokens * d) * 2, 0, ms, lo, hi);
+  struct { const char *name; lk_activation activation; } cases[] = {{"swiglu", LK_ACTIVATION_SILU}, {"geglu_tanh", LK_ACTIVATION_GELU_TANH}};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    if (!selected(cases[k].name)) continue;
+    glu_case c;
+    memset(&c, 0, sizeof c);
+    c.p.x = x;
+    c.p.out = out;
+    c.p.tokens = tokens;
+    c.p.d = d;
+    c.p.activation = cases[k].activation;
+    c.p.layout = LK_GLU_GATE_FIRST;
+    c.p.dtype = LK_DTYPE_BF16;
+    double ms, lo, hi;
+    time_it(run_glu, &c, &ms, &lo, &hi);
+    report(cases[k].name, "bf16 [16384, 2 x 14336]", 3.0 * (double)(tokens * d) * 2, 0, ms, lo, hi);
+  }
   TRY(lk_cuda_free(x));
   TRY(lk_cuda_free(out));
 }

@@ -80,6 +80,8 @@ def main():
     tokens, d = 16384, 14336
     gate_up = torch.randn(tokens, 2 * d, device=dev, dtype=bf16)
     emit("swiglu", "bf16 [16384, 2 x 14336]", lambda: F.silu(gate_up[:, :d]) * gate_up[:, d:], bytes_=3.0 * tokens * d * 2)
+    emit("geglu_tanh", "bf16 [16384, 2 x 14336]", lambda: F.gelu(gate_up[:, :d], approximate="tanh") * gate_up[:, d:],
+         bytes_=3.0 * tokens * d * 2)
     del gate_up
 
     # RoPE (NeoX) on q and k inside a fused qkv buffer, eager (rotate_half)

@@ -22,7 +22,6 @@
 #include <string.h>
 
 #include "activation_reference.h"
-#include "cuda_bench.h"
 #include "cuda_harness.h"
 
 /* The emulator runs the kernels' f32 code with glibc's expf, erfcf, erff and tanhf, the CPU
@@ -549,78 +548,6 @@ static void test_arguments(void) {
   CHECK_STATUS(lk_cuda_glu(NULL, &zero), LK_OK);
 }
 
-/* ---- LK_CUDA_BENCH=1: bandwidth of real shapes (prints; checks only the calls' status) --------- */
-
-/* A device buffer of `count` elements of dtype holding values in [-4, 4] (a repeated random
- * pattern: NaN poison would send IEEE divisions down their slow path). */
-static void *device_values(lk_dtype dtype, int64_t count) {
-  const size_t es = dtype_size(dtype);
-  enum { PATTERN = 4096 };
-  unsigned char *host = malloc((size_t)count * es), pattern[PATTERN * 4];
-  rng r = rng_seeded(0xBE4C);
-  for (int i = 0; i < PATTERN; i++) tensor_store(dtype, pattern, i, rng_uniform(&r, -4.0f, 4.0f));
-  for (int64_t i = 0; i < count; i += PATTERN) memcpy(host + i * (int64_t)es, pattern, (size_t)((count - i < PATTERN ? count - i : PATTERN)) * es);
-  void *device = device_mirror(host, (size_t)count * es);
-  free(host);
-  return device;
-}
-
-static void glu_call(void *context) { CHECK_STATUS(lk_cuda_glu(cuda_test_stream(), (const lk_glu_params *)context), LK_OK); }
-static void activation_call(void *context) {
-  CHECK_STATUS(lk_cuda_apply_activation(cuda_test_stream(), (const lk_activation_params *)context), LK_OK);
-}
-
-/* offset 1 moves every base off 16-byte alignment: the element path */
-static void bench_glu(lk_glu_layout layout, lk_activation act, lk_dtype dtype, int64_t tokens, int64_t d, int64_t offset) {
-  if (exact_device) tokens = tokens / 256 > 0 ? tokens / 256 : 1; /* the emulator only runs the code */
-  const bool split = layout == LK_GLU_SPLIT;
-  const size_t es = dtype_size(dtype);
-  const int64_t x_count = tokens * (split ? d : 2 * d) + offset, up_count = split ? tokens * d + offset : 0;
-  unsigned char *x = device_values(dtype, x_count), *up = split ? device_values(dtype, up_count) : NULL;
-  unsigned char *out = device_poisoned((size_t)(tokens * d + offset) * es);
-  lk_glu_params p;
-  memset(&p, 0, sizeof p);
-  p.x = x + offset * (int64_t)es;
-  p.up = split ? up + offset * (int64_t)es : NULL;
-  p.out = out + offset * (int64_t)es;
-  p.tokens = tokens;
-  p.d = d;
-  p.activation = act;
-  p.layout = layout;
-  p.dtype = dtype;
-  char label[96];
-  snprintf(label, sizeof label, "glu %s %s %s [%lld, %lld]%s", layout == LK_GLU_SPLIT ? "split" : layout == LK_GLU_UP_FIRST ? "up-first" : "gate-first",
-           activation_label(act), dtype_label(dtype), (long long)tokens, (long long)d, offset ? " misaligned" : "");
-  cuda_bench_report(label, glu_call, &p, (double)tokens * (double)d * 3.0 * (double)es);
-  device_free(x);
-  device_free(up);
-  device_free(out);
-}
-
-static void bench_activation(lk_activation act, lk_dtype dtype, int64_t n) {
-  if (exact_device) n /= 256;
-  void *x = device_values(dtype, n), *y = device_poisoned((size_t)n * dtype_size(dtype));
-  lk_activation_params p = {x, y, n, act, dtype};
-  char label[96];
-  snprintf(label, sizeof label, "activation %s %s [%lld]", activation_label(act), dtype_label(dtype), (long long)n);
-  cuda_bench_report(label, activation_call, &p, (double)n * 2.0 * (double)dtype_size(dtype));
-  device_free(x);
-  device_free(y);
-}
-
-static void bench(void) {
-  bench_glu(LK_GLU_GATE_FIRST, LK_ACTIVATION_SILU, LK_DTYPE_BF16, 4096, 14336, 0);
-  bench_glu(LK_GLU_SPLIT, LK_ACTIVATION_SILU, LK_DTYPE_BF16, 4096, 14336, 0);
-  bench_glu(LK_GLU_GATE_FIRST, LK_ACTIVATION_SILU, LK_DTYPE_F32, 2048, 14336, 0);
-  bench_glu(LK_GLU_GATE_FIRST, LK_ACTIVATION_GELU_ERF, LK_DTYPE_BF16, 4096, 14336, 0);
-  bench_glu(LK_GLU_GATE_FIRST, LK_ACTIVATION_GELU_TANH, LK_DTYPE_F16, 4096, 14336, 0);
-  bench_glu(LK_GLU_GATE_FIRST, LK_ACTIVATION_SILU, LK_DTYPE_BF16, 4096, 14336, 1);
-  bench_glu(LK_GLU_GATE_FIRST, LK_ACTIVATION_SILU, LK_DTYPE_BF16, 1, 14336, 0);
-  bench_glu(LK_GLU_GATE_FIRST, LK_ACTIVATION_SILU, LK_DTYPE_BF16, 64, 14336, 0);
-  bench_activation(LK_ACTIVATION_GELU_TANH, LK_DTYPE_BF16, (int64_t)1 << 26);
-  bench_activation(LK_ACTIVATION_SILU, LK_DTYPE_F32, (int64_t)1 << 25);
-}
-
 /* ---- the measured differences --------------------------------------------------------------- */
 
 static void print_worst(void) {
@@ -658,7 +585,6 @@ int main(void) {
     run_timed("glu grid", test_glu_grid);
     run_timed("glu shapes", test_glu_shapes);
     print_worst();
-    if (cuda_bench_enabled()) run_timed("bench", bench);
   }
   return cuda_test_finish("test_cuda_activation", devices);
 }

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_bench.h"
 #include "cuda_harness.h"
 #include "test_harness.h"
 
@@ -498,68 +497,6 @@ static void test_arguments(void) {
   CHECK_STATUS(lk_cuda_rope(NULL, &b), LK_OK);
 }
 
-/* ---- LK_CUDA_BENCH=1: bandwidth of real shapes (prints; checks only the calls' status) --------- */
-
-static bool emulated;
-
-static void rope_call(void *context) { CHECK_STATUS(lk_cuda_rope(cuda_test_stream(), (const lk_rope_params *)context), LK_OK); }
-
-/* A fused qkv buffer of `tokens` (q and k rotated; offset 1 moves it off 16-byte alignment: the
- * element path), random values and positions; the bytes moved are the rotated elements' (read and
- * written). */
-static void bench_rope(lk_dtype dtype, lk_rope_style style, int64_t tokens, int64_t heads, int64_t kv_heads, int64_t head_dim,
-                       int64_t rot_dim, int64_t offset) {
-  if (emulated) tokens = tokens / 256 > 0 ? tokens / 256 : 1; /* the emulator only runs the code */
-  const size_t es = dtype_size(dtype);
-  const int64_t stride = (heads + 2 * kv_heads) * head_dim, rot = rot_dim ? rot_dim : head_dim, max_position = 8192;
-  const int64_t count = tokens * stride + offset;
-  unsigned char *host = malloc((size_t)count * es);
-  rng r = rng_seeded(0xB0B);
-  for (int64_t i = 0; i < count && i < 65536; i++) tensor_store(dtype, host, i, rng_uniform(&r, -2.0f, 2.0f));
-  for (int64_t i = 65536; i < count; i += 65536) memcpy(host + i * (int64_t)es, host, (size_t)(count - i < 65536 ? count - i : 65536) * es);
-  float *cache = malloc((size_t)(max_position * rot) * sizeof(float));
-  for (int64_t i = 0; i < max_position * rot; i++) cache[i] = rng_uniform(&r, -1.0f, 1.0f);
-  int32_t *positions = malloc((size_t)tokens * sizeof(int32_t));
-  for (int64_t t = 0; t < tokens; t++) positions[t] = (int32_t)(t % max_position);
-  unsigned char *d_qkv = device_mirror(host, (size_t)count * es);
-  float *d_cache = device_mirror(cache, (size_t)(max_position * rot) * sizeof(float));
-  void *d_positions = device_mirror(positions, (size_t)tokens * sizeof(int32_t));
-  lk_rope_params p;
-  memset(&p, 0, sizeof p);
-  p.q = d_qkv + offset * (int64_t)es;
-  p.k = d_qkv + (offset + heads * head_dim) * (int64_t)es;
-  p.positions = d_positions;
-  p.cos_sin_cache = d_cache;
-  p.tokens = tokens;
-  p.num_heads = heads;
-  p.num_kv_heads = kv_heads;
-  p.head_dim = head_dim;
-  p.rot_dim = rot_dim;
-  p.max_position = max_position;
-  p.q_stride = p.k_stride = stride;
-  p.style = style;
-  p.dtype = dtype;
-  char label[96];
-  snprintf(label, sizeof label, "rope %s %s %lld x (%lld + %lld) x %lld rot %lld%s", style == LK_ROPE_GPTJ ? "gptj" : "neox", dtype_label(dtype),
-           (long long)tokens, (long long)heads, (long long)kv_heads, (long long)head_dim, (long long)rot, offset ? " misaligned" : "");
-  cuda_bench_report(label, rope_call, &p, 2.0 * (double)tokens * (double)(heads + kv_heads) * (double)rot * (double)es);
-  device_free(d_qkv);
-  device_free(d_cache);
-  device_free(d_positions);
-  free(host);
-  free(cache);
-  free(positions);
-}
-
-static void bench(void) {
-  bench_rope(LK_DTYPE_BF16, LK_ROPE_NEOX, 16384, 32, 8, 128, 0, 0);  /* Llama-3-8B prefill */
-  bench_rope(LK_DTYPE_F32, LK_ROPE_NEOX, 8192, 32, 8, 128, 0, 0);
-  bench_rope(LK_DTYPE_F16, LK_ROPE_GPTJ, 16384, 16, 16, 256, 64, 0); /* GPT-J-6B: partial rotary */
-  bench_rope(LK_DTYPE_BF16, LK_ROPE_NEOX, 16384, 32, 8, 128, 0, 1);  /* the element path */
-  bench_rope(LK_DTYPE_BF16, LK_ROPE_NEOX, 1, 32, 8, 128, 0, 0);      /* decode */
-  bench_rope(LK_DTYPE_BF16, LK_ROPE_NEOX, 64, 32, 8, 128, 0, 0);
-}
-
 int main(void) {
   const int devices = cuda_test_begin();
   run_timed("arguments", test_arguments);
@@ -570,9 +507,6 @@ int main(void) {
     run_timed("shapes", test_shapes);
     run_timed("special values", test_special_values);
     run_timed("bad positions", test_bad_positions);
-    lk_cuda_device_properties props;
-    emulated = lk_cuda_device_properties_get(0, &props) == LK_OK && strstr(props.name, "emulator") != NULL;
-    if (cuda_bench_enabled()) run_timed("bench", bench);
   }
   return cuda_test_finish("test_cuda_rope", devices);
 }
