@@ -4,6 +4,7 @@ namespace LlmKernels.Tests;
 /// The error funnel on the CUDA side: a CUDA runtime failure is a CudaException carrying the entry point, the CUDA call, the
 /// error's name and text; an argument the native library refuses is an ArgumentException naming the C# parameter.
 /// </summary>
+[Collection(CudaCollection.Name)]
 public sealed unsafe class CudaErrorTests
 {
     [CudaFact]

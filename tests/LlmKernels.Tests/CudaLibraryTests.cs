@@ -7,6 +7,7 @@ namespace LlmKernels.Tests;
 /// are), its absence (llmkernels_cuda, not built here), and each reason CudaDevice gives. The tests' own process loads the
 /// emulator through the override (CudaTestLibrary); the other cases are probed without touching this process's choice.
 /// </summary>
+[Collection(CudaCollection.Name)]
 public sealed class CudaLibraryTests
 {
     [CudaFact]

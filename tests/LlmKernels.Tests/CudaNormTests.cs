@@ -6,6 +6,7 @@ namespace LlmKernels.Tests;
 /// outputs agree to the native CUDA test's tolerance (an ulp of a 16-bit type; 4e-6 relative for f32), while a pre-norm residual,
 /// rounded at the same point on both, agrees bit for bit. Then the shape, overlap and scalar checks, named as the CPU names them.
 /// </summary>
+[Collection(CudaCollection.Name)]
 public sealed class CudaNormTests
 {
     private const int Rows = 5;

@@ -2,6 +2,7 @@ namespace LlmKernels.Tests;
 
 /// <summary>CudaStream and CudaEvent: creation, synchronisation, the foreign-stream wrapper, the default stream, timing, and
 /// their lifetime rules.</summary>
+[Collection(CudaCollection.Name)]
 public sealed class CudaStreamTests
 {
     [CudaFact]

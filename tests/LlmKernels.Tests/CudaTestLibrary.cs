@@ -80,3 +80,13 @@ internal static class CudaKernelTest
             : $"{entryPoint} is not in {CudaDevice.LibraryPath} yet (its kernel family has not merged): runs once it is";
     }
 }
+
+/// <summary>
+/// The CUDA tests run one at a time: the emulator runs a kernel launch on the calling thread over process-wide scheduler state, so
+/// two host threads launching at once corrupt each other's launch (a GPU has no such limit; docs/cuda/managed.md).
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class CudaCollection
+{
+    public const string Name = "CUDA device";
+}

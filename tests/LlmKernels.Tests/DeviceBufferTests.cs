@@ -5,6 +5,7 @@ namespace LlmKernels.Tests;
 /// device and on a stream, Clear and Memset, length mismatches named, and the lifetime rules (dispose twice, use after dispose,
 /// a view after its buffer's dispose, a buffer outliving its stream).
 /// </summary>
+[Collection(CudaCollection.Name)]
 public sealed class DeviceBufferTests
 {
     private static T[] Values<T>(int length, Func<int, T> value) => Enumerable.Range(0, length).Select(value).ToArray();
