@@ -237,6 +237,31 @@ public sealed class CudaNormTests
     }
 
     [CudaFact]
+    public void AKernelCallAllocatesNothing()
+    {
+        using DeviceBuffer<BFloat16> x = new(Random<BFloat16>(19, 4 * 64)), residual = new(4 * 64), y = new(4 * 64);
+        using DeviceBuffer<float> weight = new(Random<float>(20, 64));
+        using var stream = new CudaStream();
+        residual.Clear(stream);
+        void Calls()
+        {
+            Kernels.RmsNorm<BFloat16>(x, weight, y, stream: stream);
+            Kernels.FusedAddRmsNorm<BFloat16>(x, residual, weight, y, stream: stream);
+            Kernels.PostLayerNorm<BFloat16>(x, residual, weight, default, y, alpha: 2f, stream: stream);
+            CudaKernels.RmsNorm(x.DevicePointer, weight.DevicePointer, y.DevicePointer, 4, 64, TensorDataType.BFloat16,
+                                TensorDataType.Float32, stream: stream.Handle);
+        }
+        Calls();
+        stream.Synchronize();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++)
+            Calls();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        stream.Synchronize();
+        Assert.Equal(0, allocated);
+    }
+
+    [CudaFact]
     public void NoRowsDoNothing()
     {
         using DeviceBuffer<float> empty = new(0), weight = new(new float[] { 1, 2 });
