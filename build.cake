@@ -2,7 +2,8 @@
 // ./build.ps1, which restore Cake from the local tool manifest first.
 //
 //   ./build.sh                    Build, then `llmk demo` and `llmk bench --quick` (the main job)
-//   ./build.sh --target=Test      native tests (also under ASan+UBSan), bindings drift check, xunit
+//   ./build.sh --target=Test      native tests (also under ASan+UBSan), bindings drift check, xunit (CUDA tests on the
+//                                 emulator; --cuda-library=libllmkernels_cuda.so on a GPU host)
 //   ./build.sh --target=Bench     the BenchmarkDotNet suites (long)
 //   ./build.sh --target=Bindings  regenerate bindings/generated from native/include/*.h
 //   ./build.sh --target=Pack      the NuGet package with the native runtime
@@ -17,11 +18,20 @@ var asanDir = root.Combine("build/native-asan");
 var resultsDir = root.Combine("build/test-results");
 var artifacts = root.Combine("artifacts");
 var llmk = root.CombineWithFilePath($"managed/LlmKernels.Cli/bin/{configuration}/net10.0/llmk.dll");
+// The CUDA library the managed tests load (LLMK_CUDA_LIBRARY, docs/cuda/managed.md). Unset, the tests choose
+// llmkernels_cuda_emu, the CUDA sources over a CPU emulator; on a GPU host, --cuda-library=libllmkernels_cuda.so
+// runs them on the GPU.
+var cudaLibrary = Argument("cuda-library", "");
+// The root CMake builds the emulator on x86-64 Linux (LK_CUDA_EMU); the test project copies it beside the tests.
+var emulatorBuilds = IsRunningOnLinux() && System.Runtime.InteropServices.RuntimeInformation.OSArchitecture ==
+                     System.Runtime.InteropServices.Architecture.X64;
 
-void Run(string tool, string args, DirectoryPath workingDirectory = null)
+void Run(string tool, string args, DirectoryPath workingDirectory = null, IDictionary<string, string> environment = null)
 {
     Information($"> {tool} {args}");
-    int exit = StartProcess(tool, new ProcessSettings { Arguments = args, WorkingDirectory = workingDirectory ?? root });
+    var settings = new ProcessSettings { Arguments = args, WorkingDirectory = workingDirectory ?? root };
+    if (environment != null) settings.EnvironmentVariables = environment;
+    int exit = StartProcess(tool, settings);
     if (exit != 0) throw new Exception($"'{tool} {args}' exited with {exit}");
 }
 
@@ -32,8 +42,14 @@ void CMakeBuild(DirectoryPath dir, string buildType, string extra)
 }
 
 Task("Native")
-    .Description("The CPU library and its native tests (CMake, Release).")
-    .Does(() => CMakeBuild(nativeDir, "Release", ""));
+    .Description("The CPU library, the CUDA emulator library the CUDA tests run on (x86-64 Linux), and the native tests (CMake, Release).")
+    .Does(() =>
+{
+    CMakeBuild(nativeDir, "Release", emulatorBuilds ? "-DLK_CUDA_EMU=ON" : "");
+    var emulator = nativeDir.CombineWithFilePath("lib/libllmkernels_cuda_emu.so");
+    if (emulatorBuilds && !FileExists(emulator))
+        throw new Exception($"{emulator} was not built: the managed CUDA tests run on it (native/cuda/emu)");
+});
 
 Task("NativeSanitized")
     .Description("The same under AddressSanitizer and UndefinedBehaviorSanitizer.")
@@ -79,8 +95,10 @@ Task("Test")
     }
     Try("native", () => Run("ctest", $"--test-dir \"{nativeDir}\" --output-on-failure --output-junit \"{resultsDir}/native.xml\""));
     Try("native-asan", () => Run("ctest", $"--test-dir \"{asanDir}\" --output-on-failure --output-junit \"{resultsDir}/native-asan.xml\""));
+    var managedEnvironment = cudaLibrary.Length > 0 ? new Dictionary<string, string> { ["LLMK_CUDA_LIBRARY"] = cudaLibrary } : null;
     Try("managed", () => Run("dotnet", $"test tests/LlmKernels.Tests -c {configuration} --no-build -nologo " +
-                                      $"--logger \"trx;LogFileName=managed.trx\" --logger \"console;verbosity=normal\" --results-directory \"{resultsDir}\""));
+                                      $"--logger \"trx;LogFileName=managed.trx\" --logger \"console;verbosity=normal\" --results-directory \"{resultsDir}\"",
+                             environment: managedEnvironment));
 
     // One line of totals over native and managed tests, as CI reads it.
     int passed = 0, failed = 0, skipped = 0;

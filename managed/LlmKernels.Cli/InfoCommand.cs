@@ -17,12 +17,17 @@ internal static unsafe class InfoCommand
         output.WriteLine($"threads          {context.ThreadCount}");
         output.WriteLine($"library          llmkernels {NativeStatus.Utf8(NativeMethods.Version())}, ABI {NativeMethods.AbiVersion()} (bindings ABI {NativeConstants.AbiVersion})");
         output.WriteLine($"cuda             {CudaStatus()}");
+        if (CudaDevice.LibraryPath is string cudaLibrary)
+            output.WriteLine($"cuda library     {cudaLibrary}{CudaOverrideNote()}");
         output.WriteLine($"runtime          .NET {Environment.Version} {RuntimeInformation.ProcessArchitecture}");
         return 0;
     }
 
     private static string ForcedNote() =>
         Environment.GetEnvironmentVariable("LLMK_ISA") is { Length: > 0 } forced ? $" (LLMK_ISA={forced})" : "";
+
+    private static string CudaOverrideNote() =>
+        Environment.GetEnvironmentVariable(CudaLibrary.OverrideVariable) is { Length: > 0 } named ? $" ({CudaLibrary.OverrideVariable}={named})" : "";
 
     private static string CudaStatus()
     {

@@ -27,7 +27,7 @@ public static partial class Attention
     /// <summary>The largest head dimension the kernels take.</summary>
     public const int MaxHeadDim = 256;
 
-    private static readonly AttentionOptions s_defaultOptions = new();
+    internal static readonly AttentionOptions s_defaultOptions = new();
 
     /// <summary>
     /// Attention over contiguous keys and values (FlashAttention's <c>flash_attn_varlen_func</c>): sequence <c>s</c> owns query
@@ -117,7 +117,7 @@ public static partial class Attention
     /// Attention over keys and values in a paged KV cache (FlashAttention's <c>flash_attn_with_kvcache</c> with a block table,
     /// vLLM's paged attention): sequence <c>s</c> owns query tokens <c>[cuSeqlensQ[s], cuSeqlensQ[s + 1])</c> and has
     /// <c>seqLensK[s]</c> keys, key <c>j</c> in slot <c>blockTables[s * maxBlocksPerSeq + j / BlockSize] * BlockSize + j % BlockSize</c>
-    /// of the caches (<see cref="KvCache.Write{T}"/> puts them there). The result is bit for bit that of <see cref="Forward{T}(ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T}, ReadOnlySpan{int}, ReadOnlySpan{int}, int, int, int, AttentionOptions?, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, Span{float}, int, int, int, int, CpuContext?)"/> on
+    /// of the caches (<see cref="KvCache.Write{T}(Span{T}, Span{T}, PagedKvCacheLayout, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{long}, int, int, CpuContext?)"/> puts them there). The result is bit for bit that of <see cref="Forward{T}(ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T}, ReadOnlySpan{int}, ReadOnlySpan{int}, int, int, int, AttentionOptions?, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, Span{float}, int, int, int, int, CpuContext?)"/> on
     /// the same keys gathered contiguously.
     /// </summary>
     /// <param name="q">Queries, <c>[totalQ, qStride]</c>, a token's <paramref name="numHeads"/> heads of <c>layout.HeadDim</c> first;
@@ -270,7 +270,7 @@ public static partial class Attention
         return (qStep, outStep, totalQ);
     }
 
-    private static void SetOptions(ref AttentionParams p, AttentionOptions options)
+    internal static void SetOptions(ref AttentionParams p, AttentionOptions options)
     {
         p.Scale = options.Scale;
         p.Softcap = options.Softcap;
@@ -279,7 +279,7 @@ public static partial class Attention
         p.Flags = options.Causal ? (uint)AttentionFlags.AttentionCausal : 0u;
     }
 
-    private static void CheckHeads(int numHeads, int numKvHeads, int headDim, string kvHeadsName, string headDimName, bool inLayout)
+    internal static void CheckHeads(int numHeads, int numKvHeads, int headDim, string kvHeadsName, string headDimName, bool inLayout)
     {
         if (numHeads <= 0)
             throw new ArgumentOutOfRangeException(nameof(numHeads), numHeads, "Must be positive.");
@@ -295,7 +295,7 @@ public static partial class Attention
             throw new ArgumentOutOfRangeException(headDimName, headDim, $"The head dimension must be in [1, {MaxHeadDim}].");
     }
 
-    private static void CheckOptions(AttentionOptions options)
+    internal static void CheckOptions(AttentionOptions options)
     {
         const string name = "options";
         if (!float.IsFinite(options.Scale))

@@ -2,7 +2,7 @@ using LlmKernels.Interop;
 
 namespace LlmKernels;
 
-/// <summary>An element-wise function of <see cref="Kernels.Activation{T}"/> and <see cref="Kernels.Glu{T}(ReadOnlySpan{T}, Span{T}, int, ActivationFunction, GluLayout, CpuContext?)"/>.</summary>
+/// <summary>An element-wise function of <see cref="Kernels.Activation{T}(ReadOnlySpan{T}, Span{T}, ActivationFunction, CpuContext?)"/> and <see cref="Kernels.Glu{T}(ReadOnlySpan{T}, Span{T}, int, ActivationFunction, GluLayout, CpuContext?)"/>.</summary>
 /// <remarks>Computed in f32 with the library's vectorised exp, erf and tanh; their maximum errors in
 /// ulps against float64, and the values at infinities and NaN, are listed in docs/activations.md.</remarks>
 public enum ActivationFunction

@@ -16,7 +16,7 @@ namespace LlmKernels;
 /// gather too large for it) and whose message names the element, for example <c>slot_mapping[3]</c>. Either way the check comes before anything is written: a call that throws
 /// leaves the caches and outputs as they were.
 /// </remarks>
-public static class KvCache
+public static partial class KvCache
 {
     /// <summary>
     /// Writes the keys and values of new tokens into the cache (vLLM's <c>reshape_and_cache_flash</c>):
@@ -195,7 +195,7 @@ public static class KvCache
 
     /// <summary>
     /// A block table of <paramref name="numSeqs"/> rows of <paramref name="maxBlocksPerSeq"/> entries fits in
-    /// <paramref name="blockTables"/> (the entries themselves are the native library's to check): for <see cref="Gather{T}"/>
+    /// <paramref name="blockTables"/> (the entries themselves are the native library's to check): for <see cref="Gather{T}(ReadOnlySpan{T}, ReadOnlySpan{T}, PagedKvCacheLayout, ReadOnlySpan{int}, int, ReadOnlySpan{int}, Span{T}, Span{T}, CpuContext?)"/>
     /// and <see cref="O:LlmKernels.Attention.ForwardPaged"/>.
     /// </summary>
     internal static void CheckBlockTables(ReadOnlySpan<int> blockTables, int maxBlocksPerSeq, int numSeqs)

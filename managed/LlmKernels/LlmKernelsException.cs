@@ -3,8 +3,8 @@ using LlmKernels.Interop;
 namespace LlmKernels;
 
 /// <summary>An unexpected failure inside the native library (not a bad argument, which throws
-/// <see cref="ArgumentException"/>).</summary>
-public sealed class LlmKernelsException : Exception
+/// <see cref="ArgumentException"/>). A CUDA runtime or driver failure is the derived <see cref="CudaException"/>.</summary>
+public class LlmKernelsException : Exception
 {
     internal LlmKernelsException(string message, Status status) : base(message) => NativeStatus = (int)status;
 

@@ -29,7 +29,7 @@ public static partial class Moe
     /// <summary>The most groups <see cref="MoeGatingOptions.NumGroups"/> may ask for (the native <c>LK_MOE_MAX_GROUPS</c>).</summary>
     public const int MaxGroups = NativeConstants.MoeMaxGroups;
 
-    private static readonly MoeGatingOptions s_defaultOptions = new();
+    internal static readonly MoeGatingOptions s_defaultOptions = new();
 
     /// <summary>
     /// Routes <paramref name="numTokens"/> tokens: for token <c>t</c>, writes its <paramref name="topK"/> experts to
@@ -177,7 +177,7 @@ public static partial class Moe
     }
 
     /// <summary>Checks the options against the call's sizes; true when they ask for grouped selection.</summary>
-    private static bool CheckOptions(MoeGatingOptions options, int numExperts, int topK)
+    internal static bool CheckOptions(MoeGatingOptions options, int numExperts, int topK)
     {
         const string name = "options";
         if (options.Scoring is not (MoeScoring.SoftmaxTopK or MoeScoring.TopKSoftmax or MoeScoring.Sigmoid))

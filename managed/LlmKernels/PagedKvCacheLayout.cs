@@ -44,4 +44,19 @@ public readonly record struct PagedKvCacheLayout(int NumBlocks, int BlockSize, i
             throw new ArgumentException($"Length {valueCache.Length} differs from layout.CacheElements ({elements}).", nameof(valueCache));
         SpanChecks.NoOverlap(keyCache, valueCache, nameof(valueCache), nameof(keyCache));
     }
+
+    /// <summary><see cref="CheckCaches{T}"/> for device caches of <paramref name="keyCacheLength"/> and <paramref name="valueCacheLength"/>
+    /// elements, which may pass <see cref="Array.MaxLength"/> (the caller checks they are apart, from their addresses).</summary>
+    internal void CheckDeviceCaches(long keyCacheLength, long valueCacheLength)
+    {
+        if (NumBlocks <= 0 || BlockSize <= 0 || NumKvHeads <= 0 || HeadDim <= 0)
+            throw new ArgumentOutOfRangeException("layout", this, "Every dimension must be positive.");
+        Int128 elements = (Int128)NumBlocks * BlockSize * NumKvHeads * HeadDim;
+        if (elements > long.MaxValue / 4)
+            throw new ArgumentOutOfRangeException("layout", this, $"{elements} elements per cache exceeds the address space.");
+        if (keyCacheLength != elements)
+            throw new ArgumentException($"Length {keyCacheLength} differs from layout.CacheElements ({elements}).", "keyCache");
+        if (valueCacheLength != elements)
+            throw new ArgumentException($"Length {valueCacheLength} differs from layout.CacheElements ({elements}).", "valueCache");
+    }
 }

@@ -20,19 +20,25 @@ internal static class NativeLibraryLoader
 
     private static nint Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath)
     {
-        if (libraryName != LibraryNames.Cpu && libraryName != LibraryNames.Cuda)
+        // The CUDA library is optional and found once, by CudaLibrary (which honours LLMK_CUDA_LIBRARY), so every
+        // lk_cuda_* import binds to the file CudaDevice reported; 0 makes the runtime throw DllNotFoundException.
+        if (libraryName == LibraryNames.Cuda)
+            return CudaLibrary.Loaded.Handle;
+        if (libraryName != LibraryNames.Cpu)
             return 0;
         if (TryLoad(CandidatePaths(libraryName), out nint handle, out string failures))
             return handle;
-        if (libraryName == LibraryNames.Cuda)
-            return 0; // optional: the runtime's own search then fails with DllNotFoundException
         throw new DllNotFoundException(
             $"LlmKernels could not load its native library '{FileName(libraryName)}'. Tried:{Environment.NewLine}{failures}" +
             $"Build it with './build.sh --target=Native', or set {DirectoryVariable} to the folder that holds it.");
     }
 
     /// <summary>Tries each path in order; on failure, <paramref name="failures"/> lists each path with its reason.</summary>
-    internal static bool TryLoad(IEnumerable<string> paths, out nint handle, out string failures)
+    internal static bool TryLoad(IEnumerable<string> paths, out nint handle, out string failures) =>
+        TryLoad(paths, out handle, out _, out failures);
+
+    /// <summary>As <see cref="TryLoad(IEnumerable{string}, out nint, out string)"/>, with the path that loaded.</summary>
+    internal static bool TryLoad(IEnumerable<string> paths, out nint handle, out string? loaded, out string failures)
     {
         var report = new System.Text.StringBuilder();
         foreach (string path in paths)
@@ -45,6 +51,7 @@ internal static class NativeLibraryLoader
             try
             {
                 handle = NativeLibrary.Load(path);
+                loaded = path;
                 failures = "";
                 return true;
             }
@@ -54,6 +61,7 @@ internal static class NativeLibraryLoader
             }
         }
         handle = 0;
+        loaded = null;
         failures = report.ToString();
         return false;
     }
@@ -73,9 +81,11 @@ internal static class NativeLibraryLoader
         }
     }
 
-    internal static IEnumerable<string> CandidatePaths(string libraryName)
+    internal static IEnumerable<string> CandidatePaths(string libraryName) => CandidatePathsOf(FileName(libraryName));
+
+    /// <summary>Where a library file named <paramref name="file"/> is looked for, in order.</summary>
+    internal static IEnumerable<string> CandidatePathsOf(string file)
     {
-        string file = FileName(libraryName);
         if (Environment.GetEnvironmentVariable(DirectoryVariable) is { Length: > 0 } overrideDir)
             yield return Path.Combine(overrideDir, file);
         // AppContext.BaseDirectory works for single-file and NativeAOT apps, where Assembly.Location is empty.

@@ -26,15 +26,20 @@ internal static unsafe class NativeStatus
             Status.ErrUnsupported => new NotSupportedException(message),
             Status.ErrOutOfMemory => new InsufficientMemoryException(message),
             Status.ErrBusy => new InvalidOperationException(message),
+            Status.ErrDevice => new CudaException(message, LastError()),
             _ => new LlmKernelsException(message, status),
         };
     }
 
     // Native messages start with the argument's C name, with an index where one element is at fault:
     // "x_stride: ...", "slot_mapping[4]: ...", "block_tables[1][2]: ...".
-    // The function disambiguates the few C names whose C# parameter differs between entry points.
-    private static string? ParameterName(string message, string function)
+    // The function disambiguates the few C names whose C# parameter differs between entry points. A C name mapped nowhere
+    // below becomes its camelCase form ("x_stride": xStride), which is the C# spelling of the raw CUDA overloads (CudaKernels).
+    internal static string? ParameterName(string message, string function)
     {
+        // The CUDA entry points take the CPU ones' params structs: one table serves both.
+        if (function.StartsWith("lk_cuda_", StringComparison.Ordinal))
+            function = "lk_" + function["lk_cuda_".Length..];
         int colon = message.IndexOf(':');
         string name = colon > 0 ? message[..colon] : "";
         int bracket = name.IndexOf('[');
@@ -83,7 +88,34 @@ internal static unsafe class NativeStatus
             "expert_stride" => "expertStride",
             // The rows are sortedSlots' length in Moe.Permute, what expertOutput holds in Moe.Combine.
             "num_rows" => function == "lk_moe_permute" ? "sortedSlots" : "expertOutput",
+            // Names of the CUDA overloads (and the raw CudaKernels ones): the helpers, and what only a raw call passes.
+            "bytes" => "length",
+            "n" => "length",
+            "y_stride" => "destinationStride",
+            "weight_dtype" => "weightType",
+            "rot_dim" => "rotaryDim",
+            "out" => function == "lk_attention" ? "output" : "destination",
+            "out_stride" => function == "lk_attention" ? "outputStride" : "destinationStride",
+            "scale" or "softcap" or "window_left" or "window_right" => "options",
+            _ when name.Contains('_') => CamelCase(name),
             _ => name,
         };
+    }
+
+    private static string CamelCase(string snake)
+    {
+        var text = new System.Text.StringBuilder(snake.Length);
+        bool upper = false;
+        foreach (char c in snake)
+        {
+            if (c == '_')
+                upper = text.Length > 0;
+            else
+            {
+                text.Append(upper ? char.ToUpperInvariant(c) : c);
+                upper = false;
+            }
+        }
+        return text.ToString();
     }
 }
