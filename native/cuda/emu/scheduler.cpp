@@ -3,7 +3,9 @@
  * system call per switch, and a warp shuffle here is 64 switches). A block runs in rounds: each
  * ready thread runs until it reaches a barrier or exits; then the barriers every live thread of
  * the block (or of a warp) has reached are released. A round that releases nothing while threads
- * still wait is a deadlock: reported, and the launch fails (lk_emu.h has the rules it enforces). */
+ * still wait is a deadlock: reported, and the launch fails (lk_emu.h has the rules it enforces).
+ * Launches from several host threads take turns (one mutex): the blocks, their shared memory and
+ * the fibers' stacks are the process's one set. */
 #include "lk_emu.h"
 
 #include <stdio.h>
@@ -11,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <mutex>
 #include <vector>
 
 #if !defined(__x86_64__)
@@ -415,10 +418,18 @@ cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t, con
   if (threads == 0 || threads > kMaxThreads || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
       grid.y > 65535 || grid.z > 65535 || shared_bytes > kMaxSharedBytes)
     return cudaErrorInvalidConfiguration;
-  if (g_current) {
+  /* this host thread inside a launch: a kernel launching (dynamic parallelism) */
+  static thread_local bool launching_here = false;
+  if (launching_here) {
     fprintf(stderr, "CUDA emulator: a launch from inside a kernel (dynamic parallelism) is not emulated\n");
     return cudaErrorLaunchFailure;
   }
+  static std::mutex launching;
+  std::lock_guard<std::mutex> lock(launching);
+  struct in_launch {
+    in_launch() { launching_here = true; }
+    ~in_launch() { launching_here = false; }
+  } scope;
   if (!reserve_stacks()) return cudaErrorMemoryAllocation;
   g_threads.resize(kMaxThreads);
   if (!g_dynamic_shared && !(g_dynamic_shared = (unsigned char *)aligned_alloc(128, kMaxSharedBytes))) return cudaErrorMemoryAllocation;
