@@ -1,6 +1,7 @@
 /* lk_apply_activation / lk_glu: argument checks, then rows split over the context's threads and
  * run by the context's ISA variant. Both become one lk_activation_job (activation.h). */
 #include "activation.h"
+#include "activation_check.h"
 
 /* An element costs a few ns at most (the erf forms): below ~64 Ki elements per extra thread,
  * waking a worker costs more than it saves. */
@@ -55,8 +56,7 @@ static void run_job(lk_cpu_context *context, lk_activation_job *job) {
   lk_parallel_rows(context, variant(context->isa), job, job->rows * job->pieces_per_row, job->piece_cols, min_per_thread);
 }
 
-static lk_status validate_activation(const lk_activation_params *p, lk_activation_job *job) {
-  if (!p) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+LK_API lk_status lk_activation_check(const lk_activation_params *p) {
   lk_status status = check_common(p->activation, p->dtype);
   if (status != LK_OK) return status;
   if (p->n < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "n: %lld is negative", (long long)p->n);
@@ -71,6 +71,13 @@ static lk_status validate_activation(const lk_activation_params *p, lk_activatio
   lk_span y = lk_rows_span(p->y, 1, p->n, p->n, p->dtype);
   if (lk_spans_overlap(x, y) && p->y != p->x)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "y: overlaps x without being x itself (in place needs y == x)");
+  return LK_OK;
+}
+
+static lk_status validate_activation(const lk_activation_params *p, lk_activation_job *job) {
+  if (!p) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  lk_status status = lk_activation_check(p);
+  if (status != LK_OK || p->n == 0) return status;
   job->gate = p->x;
   job->up = NULL;
   job->out = p->y;
@@ -110,52 +117,58 @@ static lk_status check_extent(const void *base, int64_t tokens, int64_t width, i
   return LK_OK;
 }
 
-static lk_status validate_glu(const lk_glu_params *params, lk_activation_job *job) {
-  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
-  lk_glu_params p = *params;
-  lk_status status = check_common(p.activation, p.dtype);
+LK_API lk_status lk_glu_check(lk_glu_params *p) {
+  lk_status status = check_common(p->activation, p->dtype);
   if (status != LK_OK) return status;
-  if (p.layout != LK_GLU_GATE_FIRST && p.layout != LK_GLU_UP_FIRST && p.layout != LK_GLU_SPLIT)
-    return lk_fail(LK_ERR_INVALID_ARGUMENT, "layout: %d is not an lk_glu_layout value", (int)p.layout);
-  const bool split = p.layout == LK_GLU_SPLIT;
-  if (p.tokens < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "tokens: %lld is negative", (long long)p.tokens);
-  if (p.d <= 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "d: %lld must be positive", (long long)p.d);
-  if (!split && p.d > INT64_MAX / 2)
-    return lk_fail(LK_ERR_INVALID_ARGUMENT, "d: %lld is too large for rows of 2*d", (long long)p.d);
-  const int64_t x_width = split ? p.d : 2 * p.d;
-  if ((status = check_stride(&p.x_stride, x_width, "x_stride", split ? "d" : "2*d")) != LK_OK) return status;
+  if (p->layout != LK_GLU_GATE_FIRST && p->layout != LK_GLU_UP_FIRST && p->layout != LK_GLU_SPLIT)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "layout: %d is not an lk_glu_layout value", (int)p->layout);
+  const bool split = p->layout == LK_GLU_SPLIT;
+  if (p->tokens < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "tokens: %lld is negative", (long long)p->tokens);
+  if (p->d <= 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "d: %lld must be positive", (long long)p->d);
+  if (!split && p->d > INT64_MAX / 2)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "d: %lld is too large for rows of 2*d", (long long)p->d);
+  const int64_t x_width = split ? p->d : 2 * p->d;
+  if ((status = check_stride(&p->x_stride, x_width, "x_stride", split ? "d" : "2*d")) != LK_OK) return status;
   if (split) {
-    if ((status = check_stride(&p.up_stride, p.d, "up_stride", "d")) != LK_OK) return status;
+    if ((status = check_stride(&p->up_stride, p->d, "up_stride", "d")) != LK_OK) return status;
   } else {
-    if (p.up) return lk_fail(LK_ERR_INVALID_ARGUMENT, "up: must be NULL unless layout is LK_GLU_SPLIT (x holds both halves)");
-    if (p.up_stride != 0)
+    if (p->up) return lk_fail(LK_ERR_INVALID_ARGUMENT, "up: must be NULL unless layout is LK_GLU_SPLIT (x holds both halves)");
+    if (p->up_stride != 0)
       return lk_fail(LK_ERR_INVALID_ARGUMENT, "up_stride: must be 0 unless layout is LK_GLU_SPLIT, got %lld",
-                     (long long)p.up_stride);
+                     (long long)p->up_stride);
   }
-  if ((status = check_stride(&p.out_stride, p.d, "out_stride", "d")) != LK_OK) return status;
-  if (p.tokens == 0) return LK_OK;
-  if (!p.x) return lk_fail(LK_ERR_INVALID_ARGUMENT, "x: NULL");
-  if (split && !p.up) return lk_fail(LK_ERR_INVALID_ARGUMENT, "up: NULL (required by LK_GLU_SPLIT)");
-  if (!p.out) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: NULL");
-  if ((status = check_extent(p.x, p.tokens, x_width, p.x_stride, p.dtype, "x_stride")) != LK_OK) return status;
-  if (split && (status = check_extent(p.up, p.tokens, p.d, p.up_stride, p.dtype, "up_stride")) != LK_OK) return status;
-  if ((status = check_extent(p.out, p.tokens, p.d, p.out_stride, p.dtype, "out_stride")) != LK_OK) return status;
+  if ((status = check_stride(&p->out_stride, p->d, "out_stride", "d")) != LK_OK) return status;
+  if (p->tokens == 0) return LK_OK;
+  if (!p->x) return lk_fail(LK_ERR_INVALID_ARGUMENT, "x: NULL");
+  if (split && !p->up) return lk_fail(LK_ERR_INVALID_ARGUMENT, "up: NULL (required by LK_GLU_SPLIT)");
+  if (!p->out) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: NULL");
+  if ((status = check_extent(p->x, p->tokens, x_width, p->x_stride, p->dtype, "x_stride")) != LK_OK) return status;
+  if (split && (status = check_extent(p->up, p->tokens, p->d, p->up_stride, p->dtype, "up_stride")) != LK_OK) return status;
+  if ((status = check_extent(p->out, p->tokens, p->d, p->out_stride, p->dtype, "out_stride")) != LK_OK) return status;
 
   /* Aliasing: out may be x itself (same base and stride: each output element then overwrites
    * the input element of its own index, read just before); any other overlap would read
    * elements another row or lane already overwrote. */
-  lk_span x = lk_rows_span(p.x, p.tokens, x_width, p.x_stride, p.dtype);
-  lk_span out = lk_rows_span(p.out, p.tokens, p.d, p.out_stride, p.dtype);
-  bool out_is_x = p.out == p.x && p.out_stride == p.x_stride;
+  lk_span x = lk_rows_span(p->x, p->tokens, x_width, p->x_stride, p->dtype);
+  lk_span out = lk_rows_span(p->out, p->tokens, p->d, p->out_stride, p->dtype);
+  bool out_is_x = p->out == p->x && p->out_stride == p->x_stride;
   if (lk_spans_overlap(x, out) && !out_is_x)
     return lk_fail(LK_ERR_INVALID_ARGUMENT,
                    "out: overlaps x without being x itself (in place needs out == x and out_stride == x_stride)");
   if (split) {
-    lk_span up = lk_rows_span(p.up, p.tokens, p.d, p.up_stride, p.dtype);
+    lk_span up = lk_rows_span(p->up, p->tokens, p->d, p->up_stride, p->dtype);
     if (lk_spans_overlap(up, x)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "up: overlaps x");
     if (lk_spans_overlap(up, out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out: overlaps up");
   }
+  return LK_OK;
+}
 
+static lk_status validate_glu(const lk_glu_params *params, lk_activation_job *job) {
+  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  lk_glu_params p = *params;
+  lk_status status = lk_glu_check(&p);
+  if (status != LK_OK || p.tokens == 0) return status;
+  const bool split = p.layout == LK_GLU_SPLIT;
   const int64_t size = (int64_t)lk_dtype_size(p.dtype);
   const char *x_bytes = (const char *)p.x;
   job->gate = p.layout == LK_GLU_UP_FIRST ? x_bytes + p.d * size : p.x;

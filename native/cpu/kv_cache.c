@@ -8,6 +8,7 @@
  * validation, which reads every index before anything is written, so that a bad slot or block id
  * is an error and never a write outside the cache (docs/kv_cache.md). */
 #include "kv_cache.h"
+#include "kv_cache_check.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -47,16 +48,24 @@ bool lk_kv_overlaps_cache(const lk_paged_kv_cache *c, const kv_geometry *g, lk_s
          lk_spans_overlap(s, lk_rows_span(c->value_cache, g->slots, g->row_elements, g->row_elements, c->dtype));
 }
 
-lk_status lk_kv_block_tables_check(const lk_paged_kv_cache *c, const int32_t *block_tables, int64_t max_blocks_per_seq,
-                                   const int32_t *lengths, int64_t num_seqs, const char *lengths_name, int64_t *total,
-                                   int64_t *units) {
-  *total = *units = 0;
+/* What lk_kv_block_tables_check checks before it reads a length or an entry. */
+static lk_status check_table_shape(const lk_paged_kv_cache *c, int64_t max_blocks_per_seq, const int32_t *lengths, int64_t num_seqs,
+                                   const char *lengths_name) {
   if (!lengths) return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s: NULL", lengths_name);
   if (max_blocks_per_seq < 0)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_blocks_per_seq: %lld, must not be negative", (long long)max_blocks_per_seq);
   if (max_blocks_per_seq > INT64_MAX / num_seqs || max_blocks_per_seq > INT64_MAX / c->block_size)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "max_blocks_per_seq: %lld overflows with num_seqs or block_size",
                    (long long)max_blocks_per_seq);
+  return LK_OK;
+}
+
+lk_status lk_kv_block_tables_check(const lk_paged_kv_cache *c, const int32_t *block_tables, int64_t max_blocks_per_seq,
+                                   const int32_t *lengths, int64_t num_seqs, const char *lengths_name, int64_t *total,
+                                   int64_t *units) {
+  *total = *units = 0;
+  const lk_status status = check_table_shape(c, max_blocks_per_seq, lengths, num_seqs, lengths_name);
+  if (status != LK_OK) return status;
   const int64_t covered = max_blocks_per_seq * c->block_size;
   for (int64_t s = 0; s < num_seqs; s++) {
     const int64_t len = lengths[s];
@@ -227,18 +236,16 @@ static void write_rows(const void *job_, int64_t begin, int64_t end) {
   }
 }
 
-static lk_status validate_write(lk_cpu_context *context, const lk_kv_cache_write_params *params, kv_write_job *job) {
-  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
-  job->p = *params;
-  lk_kv_cache_write_params *p = &job->p;
-  lk_status status = lk_kv_cache_check(&p->cache, &job->g);
+/* What needs no slot_mapping value (lk_kv_cache_write_check); strides resolved in place. */
+static lk_status check_write(lk_kv_cache_write_params *p, kv_geometry *g) {
+  lk_status status = lk_kv_cache_check(&p->cache, g);
   if (status != LK_OK) return status;
   if (p->num_tokens < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_tokens: %lld, must not be negative", (long long)p->num_tokens);
   if (p->num_tokens == 0) return LK_OK;
   if (!p->key) return lk_fail(LK_ERR_INVALID_ARGUMENT, "key: NULL");
   if (!p->value) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value: NULL");
   if (!p->slot_mapping) return lk_fail(LK_ERR_INVALID_ARGUMENT, "slot_mapping: NULL");
-  const int64_t row = job->g.row_elements;
+  const int64_t row = g->row_elements;
   if (p->key_stride == 0) p->key_stride = row;
   if (p->value_stride == 0) p->value_stride = row;
   if (p->key_stride < row)
@@ -251,10 +258,24 @@ static lk_status validate_write(lk_cpu_context *context, const lk_kv_cache_write
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "key: num_tokens * key_stride overflows");
   if (lk_extent_bytes(p->value, p->num_tokens, row, p->value_stride, p->cache.dtype) < 0)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "value: num_tokens * value_stride overflows");
-  if (lk_kv_overlaps_cache(&p->cache, &job->g, lk_rows_span(p->key, p->num_tokens, row, p->key_stride, p->cache.dtype)))
+  if (lk_kv_overlaps_cache(&p->cache, g, lk_rows_span(p->key, p->num_tokens, row, p->key_stride, p->cache.dtype)))
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "key: overlaps the cache");
-  if (lk_kv_overlaps_cache(&p->cache, &job->g, lk_rows_span(p->value, p->num_tokens, row, p->value_stride, p->cache.dtype)))
+  if (lk_kv_overlaps_cache(&p->cache, g, lk_rows_span(p->value, p->num_tokens, row, p->value_stride, p->cache.dtype)))
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "value: overlaps the cache");
+  return LK_OK;
+}
+
+LK_API lk_status lk_kv_cache_write_check(lk_kv_cache_write_params *p) {
+  kv_geometry g;
+  return check_write(p, &g);
+}
+
+static lk_status validate_write(lk_cpu_context *context, const lk_kv_cache_write_params *params, kv_write_job *job) {
+  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  job->p = *params;
+  const lk_kv_cache_write_params *p = &job->p;
+  const lk_status status = check_write(&job->p, &job->g);
+  if (status != LK_OK || p->num_tokens == 0) return status;
 
   for (int64_t t = 0; t < p->num_tokens; t++) {
     const int64_t slot = p->slot_mapping[t];
@@ -320,14 +341,37 @@ static void gather_units(const void *job_, int64_t begin, int64_t end) {
   }
 }
 
+/* The cache and the counts: what every gather check starts with. */
+static lk_status check_gather_counts(const lk_kv_cache_gather_params *p, kv_geometry *g) {
+  const lk_status status = lk_kv_cache_check(&p->cache, g);
+  if (status != LK_OK) return status;
+  if (p->num_seqs < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_seqs: %lld, must not be negative", (long long)p->num_seqs);
+  if (p->out_tokens < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_tokens: %lld, must not be negative", (long long)p->out_tokens);
+  return LK_OK;
+}
+
+/* key_out and value_out of `rows` (> 0) rows: present, not overflowing, apart from the caches and
+ * from each other. `rows_name` says what the rows are, for the overflow message. */
+static lk_status check_gather_outputs(const lk_kv_cache_gather_params *p, const kv_geometry *g, int64_t rows, const char *rows_name) {
+  if (!p->key_out) return lk_fail(LK_ERR_INVALID_ARGUMENT, "key_out: NULL");
+  if (!p->value_out) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_out: NULL");
+  const int64_t row = g->row_elements;
+  if (lk_extent_bytes(p->key_out, rows, row, row, p->cache.dtype) < 0 || lk_extent_bytes(p->value_out, rows, row, row, p->cache.dtype) < 0)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_tokens: %s * num_kv_heads * head_dim overflows", rows_name);
+  const lk_span key_out = lk_rows_span(p->key_out, rows, row, row, p->cache.dtype);
+  const lk_span value_out = lk_rows_span(p->value_out, rows, row, row, p->cache.dtype);
+  if (lk_kv_overlaps_cache(&p->cache, g, key_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "key_out: overlaps the cache");
+  if (lk_kv_overlaps_cache(&p->cache, g, value_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_out: overlaps the cache");
+  if (lk_spans_overlap(key_out, value_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_out: overlaps key_out");
+  return LK_OK;
+}
+
 static lk_status validate_gather(const lk_kv_cache_gather_params *params, kv_gather_job *job, int64_t *units) {
   if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
   job->p = *params;
   const lk_kv_cache_gather_params *p = &job->p;
-  lk_status status = lk_kv_cache_check(&p->cache, &job->g);
+  lk_status status = check_gather_counts(p, &job->g);
   if (status != LK_OK) return status;
-  if (p->num_seqs < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_seqs: %lld, must not be negative", (long long)p->num_seqs);
-  if (p->out_tokens < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_tokens: %lld, must not be negative", (long long)p->out_tokens);
   *units = 0;
   if (p->num_seqs == 0) return LK_OK;
   int64_t total;
@@ -338,18 +382,27 @@ static lk_status validate_gather(const lk_kv_cache_gather_params *params, kv_gat
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_tokens: %lld rows cannot hold sum(seq_lens) = %lld", (long long)p->out_tokens,
                    (long long)total);
   if (total == 0) return LK_OK;
-  if (!p->key_out) return lk_fail(LK_ERR_INVALID_ARGUMENT, "key_out: NULL");
-  if (!p->value_out) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_out: NULL");
-  const int64_t row = job->g.row_elements;
-  if (lk_extent_bytes(p->key_out, total, row, row, p->cache.dtype) < 0 ||
-      lk_extent_bytes(p->value_out, total, row, row, p->cache.dtype) < 0)
-    return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_tokens: sum(seq_lens) * num_kv_heads * head_dim overflows");
-  const lk_span key_out = lk_rows_span(p->key_out, total, row, row, p->cache.dtype);
-  const lk_span value_out = lk_rows_span(p->value_out, total, row, row, p->cache.dtype);
-  if (lk_kv_overlaps_cache(&p->cache, &job->g, key_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "key_out: overlaps the cache");
-  if (lk_kv_overlaps_cache(&p->cache, &job->g, value_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_out: overlaps the cache");
-  if (lk_spans_overlap(key_out, value_out)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "value_out: overlaps key_out");
-  return LK_OK;
+  return check_gather_outputs(p, &job->g, total, "sum(seq_lens)");
+}
+
+/* What needs no index (lk_kv_cache_gather_check without read_indices), with the messages of the
+ * checks validate_gather makes: the table's shape, then the outputs at their declared size. */
+static lk_status check_gather_declared(const lk_kv_cache_gather_params *p) {
+  kv_geometry g;
+  lk_status status = check_gather_counts(p, &g);
+  if (status != LK_OK || p->num_seqs == 0) return status;
+  status = check_table_shape(&p->cache, p->max_blocks_per_seq, p->seq_lens, p->num_seqs, "seq_lens");
+  if (status != LK_OK) return status;
+  if (p->max_blocks_per_seq > 0 && !p->block_tables) return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_tables: NULL");
+  if (p->out_tokens == 0) return LK_OK;
+  return check_gather_outputs(p, &g, p->out_tokens, "out_tokens");
+}
+
+LK_API lk_status lk_kv_cache_gather_check(const lk_kv_cache_gather_params *p, int32_t read_indices) {
+  if (!read_indices) return check_gather_declared(p);
+  kv_gather_job job;
+  int64_t units;
+  return validate_gather(p, &job, &units);
 }
 
 LK_API lk_status lk_kv_cache_gather(lk_cpu_context *context, const lk_kv_cache_gather_params *params) {
@@ -385,15 +438,26 @@ static void copy_pairs(const void *job_, int64_t begin, int64_t end) {
   }
 }
 
+/* What needs no block_mapping value (lk_kv_cache_copy_blocks_check). */
+static lk_status check_copy(const lk_kv_cache_copy_blocks_params *p, kv_geometry *g) {
+  const lk_status status = lk_kv_cache_check(&p->cache, g);
+  if (status != LK_OK) return status;
+  if (p->num_pairs < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_pairs: %lld, must not be negative", (long long)p->num_pairs);
+  if (p->num_pairs > 0 && !p->block_mapping) return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping: NULL");
+  return LK_OK;
+}
+
+LK_API lk_status lk_kv_cache_copy_blocks_check(const lk_kv_cache_copy_blocks_params *p) {
+  kv_geometry g;
+  return check_copy(p, &g);
+}
+
 static lk_status validate_copy(lk_cpu_context *context, const lk_kv_cache_copy_blocks_params *params, kv_copy_job *job) {
   if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
   job->p = *params;
   const lk_kv_cache_copy_blocks_params *p = &job->p;
-  lk_status status = lk_kv_cache_check(&p->cache, &job->g);
-  if (status != LK_OK) return status;
-  if (p->num_pairs < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_pairs: %lld, must not be negative", (long long)p->num_pairs);
-  if (p->num_pairs == 0) return LK_OK;
-  if (!p->block_mapping) return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_mapping: NULL");
+  const lk_status status = check_copy(p, &job->g);
+  if (status != LK_OK || p->num_pairs == 0) return status;
   for (int64_t i = 0; i < p->num_pairs; i++)
     for (int side = 0; side < 2; side++) {
       const int64_t block = p->block_mapping[2 * i + side];

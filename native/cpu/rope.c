@@ -1,6 +1,7 @@
 /* lk_rope: argument checks (every position against the cache before anything is written), then
  * tokens split over the context's threads and run by the context's ISA variant. */
 #include "rope.h"
+#include "rope_check.h"
 
 /* A token of Llama-8B shape (40 heads of 128) takes about half a microsecond: below ~64 Ki rotated elements
  * per extra thread, waking a worker costs more than it saves. */
@@ -42,10 +43,7 @@ static bool rows_overlap(const void *a, int64_t a_bytes, const void *b, int64_t 
   return false;
 }
 
-static lk_status validate(const lk_rope_params *params, lk_rope_job *job) {
-  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
-  job->p = *params;
-  lk_rope_params *p = &job->p;
+LK_API lk_status lk_rope_check(lk_rope_params *p) {
   if (!lk_dtype_valid(p->dtype))
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "dtype: %d is not an lk_dtype value", (int)p->dtype);
   if (p->style != LK_ROPE_NEOX && p->style != LK_ROPE_GPTJ)
@@ -76,7 +74,6 @@ static lk_status validate(const lk_rope_params *params, lk_rope_job *job) {
                    (long long)p->head_dim);
   lk_status status;
   if ((status = check_stride(&p->q_stride, p->num_heads, p->head_dim, "q_stride", "num_heads")) != LK_OK) return status;
-  job->k_heads = 0;
   if (p->k) {
     if (p->num_kv_heads <= 0)
       return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_kv_heads: %lld must be positive when k is given", (long long)p->num_kv_heads);
@@ -85,7 +82,6 @@ static lk_status validate(const lk_rope_params *params, lk_rope_job *job) {
                      (long long)p->num_kv_heads, (long long)p->num_heads);
     if ((status = check_stride(&p->k_stride, p->num_kv_heads, p->head_dim, "k_stride", "num_kv_heads")) != LK_OK)
       return status;
-    job->k_heads = p->num_kv_heads;
   }
   if (p->tokens == 0) return LK_OK;
   if (!p->q) return lk_fail(LK_ERR_INVALID_ARGUMENT, "q: NULL");
@@ -93,7 +89,7 @@ static lk_status validate(const lk_rope_params *params, lk_rope_job *job) {
   if (!p->cos_sin_cache) return lk_fail(LK_ERR_INVALID_ARGUMENT, "cos_sin_cache: NULL");
 
   /* Sizes that describe no possible buffer are bad input, not something to index with. */
-  const int64_t q_cols = p->num_heads * p->head_dim, k_cols = job->k_heads * p->head_dim;
+  const int64_t q_cols = p->num_heads * p->head_dim, k_cols = (p->k ? p->num_kv_heads : 0) * p->head_dim;
   if (lk_extent_bytes(p->q, p->tokens, q_cols, p->q_stride, p->dtype) < 0)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "q_stride: tokens (%lld) x q_stride (%lld) exceeds the address space",
                    (long long)p->tokens, (long long)p->q_stride);
@@ -126,10 +122,21 @@ static lk_status validate(const lk_rope_params *params, lk_rope_job *job) {
       return lk_fail(LK_ERR_INVALID_ARGUMENT,
                      "k: overlaps q (q and k may share a fused qkv buffer only as disjoint heads of each token)");
   }
+  return LK_OK;
+}
+
+static lk_status validate(const lk_rope_params *params, lk_rope_job *job) {
+  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  job->p = *params;
+  lk_rope_params *p = &job->p;
+  lk_status status = lk_rope_check(p);
+  job->k_heads = p->k ? p->num_kv_heads : 0;
+  if (status != LK_OK || p->tokens == 0) return status;
 
   /* Past the L2 of a core, each token's lines come from L3 or DRAM: prefetch them a token ahead.
    * For a cache-resident call (decode) the prefetches would only cost issue slots. */
-  job->prefetch = (p->tokens * (q_cols + k_cols) * size) >= LK_ROPE_PREFETCH_MIN_BYTES;
+  const int64_t size = (int64_t)lk_dtype_size(p->dtype);
+  job->prefetch = (p->tokens * (p->num_heads + job->k_heads) * p->head_dim * size) >= LK_ROPE_PREFETCH_MIN_BYTES;
   for (int64_t t = 0; t < p->tokens; t++) {
     int64_t pos = lk_rope_position(p, t);
     if (pos < 0 || pos >= p->max_position)

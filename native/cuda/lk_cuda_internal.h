@@ -31,7 +31,7 @@ void lk_clear_error(void);
 /* LK_OK for cudaSuccess; else LK_ERR_DEVICE (LK_ERR_OUT_OF_MEMORY for an allocation failure)
  * with "what: cudaErrorName: text" for lk_last_error(). The runtime's sticky error state is
  * cleared (cudaGetLastError) so that the next call does not report this one again. */
-static inline lk_status lk_cuda_check(cudaError_t error, const char *what) {
+inline lk_status lk_cuda_check(cudaError_t error, const char *what) {
   if (error == cudaSuccess) return LK_OK;
   (void)cudaGetLastError();
   const lk_status status = error == cudaErrorMemoryAllocation ? LK_ERR_OUT_OF_MEMORY : LK_ERR_DEVICE;
@@ -78,9 +78,9 @@ launcher<Params...> make_launcher(dim3 grid, dim3 block, size_t shared_bytes, cu
 #  define LK_LAUNCH(grid, block, shared_bytes, stream, ...) __VA_ARGS__<<<(grid), (block), (shared_bytes), (stream)>>>
 #endif
 
-static inline lk_status lk_cuda_launched(const char *kernel) { return lk_cuda_check(cudaGetLastError(), kernel); }
+inline lk_status lk_cuda_launched(const char *kernel) { return lk_cuda_check(cudaGetLastError(), kernel); }
 
-static inline cudaStream_t lk_cuda_as_stream(lk_cuda_stream stream) { return reinterpret_cast<cudaStream_t>(stream); }
+inline cudaStream_t lk_cuda_as_stream(lk_cuda_stream stream) { return reinterpret_cast<cudaStream_t>(stream); }
 
 /* ---- bad indices found by kernels ----------------------------------------------------------------
  * Indices that live in device memory (slot mappings, block tables, positions, sequence offsets,

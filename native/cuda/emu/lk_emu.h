@@ -42,7 +42,7 @@
 #define __forceinline__ inline
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))
 #define __constant__
 #if defined(__clang__)
 /* One section for every static __shared__ variable, which the scheduler fills with 0xff before each
@@ -187,6 +187,7 @@ int current_lane();
 cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, const std::function<void()> &body);
 
 void syncthreads();
+int syncthreads_count(bool predicate);
 void syncwarp();
 /* The warp exchange behind shuffles and votes: every live lane of the warp deposits `value`; each
  * gets the deposit of `source_lane` (its own where that lane has exited). */
@@ -226,6 +227,12 @@ inline T from_bits(uint64_t bits) {
 /* ---- device functions ------------------------------------------------------------------------- */
 
 inline void __syncthreads() { lk_emu::syncthreads(); }
+/* Barriers that also reduce a predicate over the block. */
+inline int __syncthreads_count(int predicate) { return lk_emu::syncthreads_count(predicate != 0); }
+inline int __syncthreads_or(int predicate) { return __syncthreads_count(predicate) != 0; }
+inline int __syncthreads_and(int predicate) {
+  return __syncthreads_count(predicate) == (int)(lk_emu::g_block_dim.x * lk_emu::g_block_dim.y * lk_emu::g_block_dim.z);
+}
 inline void __syncwarp(unsigned = 0xffffffffu) { lk_emu::syncwarp(); }
 inline void __threadfence() {}
 inline void __threadfence_block() {}

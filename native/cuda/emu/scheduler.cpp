@@ -253,6 +253,16 @@ const uint3 &current_thread_idx() { return g_current->idx; }
 int current_lane() { return g_current->lane; }
 
 void syncthreads() { wait_at(run_state::at_block_barrier, "__syncthreads"); }
+
+/* Deposit, barrier, count, barrier (the second as in warp_exchange: no deposit is overwritten early). */
+int syncthreads_count(bool predicate) {
+  g_current->out.value = predicate ? 1 : 0;
+  syncthreads();
+  int count = 0;
+  for (int t = 0; t < g_thread_count; t++) count += g_threads[t].state != run_state::done && g_threads[t].out.value;
+  syncthreads();
+  return count;
+}
 void syncwarp() { wait_at(run_state::at_warp_barrier, "a warp operation (__syncwarp, shuffle, vote, ldmatrix, mma)"); }
 
 unsigned warp_live_mask() {
