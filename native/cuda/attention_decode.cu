@@ -45,10 +45,6 @@
 #include "attention_common.cuh"
 #include "lk_cuda_ptx.cuh"
 
-/* nvcc hands the host compiler one translation unit, so a header's static inline function this file
- * does not call counts as its own unused one (-Wunused-function, an error with LK_CUDA_WERROR). */
-[[maybe_unused]] static constexpr auto kStreamCast = &lk_cuda_as_stream;
-
 namespace {
 
 constexpr int kKStages = 3;
