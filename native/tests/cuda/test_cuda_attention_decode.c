@@ -7,11 +7,13 @@
  * Cases: Sq 1..8 a sequence in varlen batches (empty sequences, Sq = 0, Sk = 0, Sk < Sq), MHA, GQA
  * and MQA, causal or not, windows, ALiBi, softcap, a bias with padded strides and -inf runs, lse,
  * every dtype, head_dim 1 to 256 (16-byte staging and the element path: odd dims, misaligned bases),
- * padded token strides, contiguous and paged (block sizes 1, 16 and 7, which divides no length),
- * max_seqlen_q/k given or 0 (the host-checked path), planted NaN keys and values (a NaN value where
- * the causal mask hides it from some rows), and contexts of 4096+ keys under LK_CUDA_EMU_SMS 1
- * (one split or two) and 132 (many splits: the combine). Bad device indices (a block-table entry
- * outside the cache, offsets that break the rules, seqlens_k past the table) are reported at
+ * padded token strides, contiguous and paged (block sizes 1, 7 (which divides no length), 16, 32,
+ * 64, 128; shuffled block tables), max_seqlen_q/k given or 0 (the host-checked path), planted NaN
+ * keys and values (a NaN value where the causal mask hides it from some rows), groups too large for
+ * one block (row chunks), and contexts of 4096+ keys under LK_CUDA_EMU_SMS 1 or 3 (one split or
+ * two), 8 or 16, and 132 (many splits: the combine); the short sweep alternates 8 and 132 SMs, so
+ * splits of a few hundred keys are combined too. Bad device indices (a block-table entry outside
+ * the cache, offsets that break the rules, seqlens_k past the table) are reported at
  * lk_cuda_stream_synchronize naming the argument, the rest of the batch is right, the bad rows
  * untouched, and nothing is read out of bounds (device buffers end at guard pages).
  *
