@@ -117,13 +117,15 @@ __device__ __forceinline__ const T *lk_attention_kv_row(const lk_cuda_attention_
     const int64_t stride = values ? a.v_stride : a.k_stride;
     return static_cast<const T *>(values ? a.v : a.k) + (k0 + j) * stride + (int64_t)kvh * a.head_dim;
   }
-  const int64_t column = j / a.block_size;
+  /* j < 2^31 (sequence lengths are int32): one 32-bit division, where 64-bit ones are a subroutine call
+   * each on the GPU (a block_size past 32 bits holds every key in its first block) */
+  const int64_t column = a.block_size <= INT32_MAX ? (int64_t)((uint32_t)j / (uint32_t)a.block_size) : 0;
   const int64_t block = a.block_tables[(int64_t)s * a.max_blocks_per_seq + column];
   if (block < 0 || block >= a.num_blocks) {
     lk_report_index(a.sink, LK_CUDA_ENTRY_ATTENTION, LK_CUDA_ARG_BLOCK_TABLES, s, column, block, a.num_blocks);
     return nullptr;
   }
-  const int64_t row = block * a.block_size + j % a.block_size;
+  const int64_t row = block * a.block_size + (j - column * a.block_size);
   return static_cast<const T *>(values ? a.value_cache : a.key_cache) + (row * a.num_kv_heads + kvh) * a.head_dim;
 }
 
