@@ -372,6 +372,8 @@ inline float __saturatef(float x) { return x != x ? 0.0f : x < 0.0f ? 0.0f : x >
 inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
 inline unsigned __float_as_uint(float x) { return lk_emu::from_bits<unsigned>(lk_emu::to_bits(x)); }
 inline float __uint_as_float(unsigned x) { return lk_emu::from_bits<float>(lk_emu::to_bits(x)); }
 inline int __float_as_int(float x) { return lk_emu::from_bits<int>(lk_emu::to_bits(x)); }
