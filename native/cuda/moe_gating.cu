@@ -73,19 +73,23 @@ __device__ __forceinline__ float key_value(uint32_t key) {
   return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
 }
 
-/* moe_better (moe.h): whether (a, ia) ranks before (b, ib). */
-__device__ __forceinline__ bool ranks_before(float a, int32_t ia, float b, int32_t ib) {
-  if (a != a) return b != b && ia < ib;
-  if (b != b) return true;
-  return a > b || (a == b && ia < ib);
+/* moe_better (moe.h) on keys: whether (a, ia) ranks before (b, ib). Integer compares, no branch. */
+__device__ __forceinline__ bool key_before(uint32_t a, int32_t ia, uint32_t b, int32_t ib) {
+  return (a > b) | ((a == b) & (ia < ib));
 }
 
 /* ---- the CPU's formulas (moe.c) -----------------------------------------------------------------
  * Every rounding where the CPU's C code has one: nvcc contracts a product feeding a sum into an fma
  * (expf's last multiply into 1 + expf(-x), too), which the _rn intrinsics forbid, and compiles
- * 1.0f / y to a call of its reciprocal routine, where __fdiv_rn has an inline fast path. */
+ * 1.0f / y to a call of its reciprocal routine, where __fdiv_rn has an inline fast path (7
+ * instructions and a rarely taken call).
+ *
+ * The sigmoid of every expert is the hot loop of DeepSeek-V3's routing: there 1 / (1 + e) is
+ * __fdividef (a reciprocal estimate and a multiply, 2 ulp; the emulator divides exactly), which
+ * took its cost from about 32 to 20 instructions an expert; expf is CUDA's accurate one (8
+ * instructions, 2 ulp), not __expf, whose error grows with |x| (2 + 1.17 |x| ulp). */
 
-__device__ __forceinline__ float sigmoid_of(float x) { return __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-x))); }
+__device__ __forceinline__ float sigmoid_of(float x) { return __fdividef(1.0f, __fadd_rn(1.0f, expf(-x))); }
 
 __device__ __forceinline__ float softmax_of(float x, softmax_stats s) { return __fmul_rn(expf(__fsub_rn(x, s.max)), s.inv_sum); }
 
@@ -227,17 +231,17 @@ __device__ __forceinline__ softmax_stats stats_of(float max, float sum, bool nan
 }
 
 /* ---- groups ----------------------------------------------------------------------------------------
- * group_score[g * tpw + seg]: the sum of group g's two best selection scores with a bias (groups
- * of more than one expert), else its best one (moe_keep_groups in moe.c). */
+ * group_key[g * tpw + seg]: the rank key of the sum of group g's two best selection scores with a
+ * bias (groups of more than one expert), else of its best one (moe_keep_groups in moe.c). */
 
-__device__ __forceinline__ float group_score_of(const gating_args &a, uint32_t t1, uint32_t t2) {
-  return a.bias && a.group_size > 1 ? __fadd_rn(key_value(t1), key_value(t2)) : key_value(t1);
+__device__ __forceinline__ uint32_t group_key_of(const gating_args &a, uint32_t t1, uint32_t t2) {
+  return a.bias && a.group_size > 1 ? rank_key(__fadd_rn(key_value(t1), key_value(t2))) : t1;
 }
 
 /* Groups of Q = 1 << group_shift whole loads in one slot: the keys in registers, a butterfly over Q lanes. */
 template <int L, int P, int V>
-__device__ __forceinline__ void group_scores_aligned(const gating_args &a, const uint32_t (&key)[P], int sl, int tpw, int seg,
-                                                     float *group_score) {
+__device__ __forceinline__ void group_keys_aligned(const gating_args &a, const uint32_t (&key)[P], int sl, int tpw, int seg,
+                                                   uint32_t *group_key) {
   const int q_lanes = 1 << a.group_shift;
 #pragma unroll
   for (int q = 0; q < P / V; q++) {
@@ -249,15 +253,15 @@ __device__ __forceinline__ void group_scores_aligned(const gating_args &a, const
       top2_merge(t1, t2, o1, o2);
     }
     const int load = q * L + sl, g = load >> a.group_shift;
-    if ((load & (q_lanes - 1)) == 0 && g < a.groups) group_score[g * tpw + seg] = group_score_of(a, t1, t2);
+    if ((load & (q_lanes - 1)) == 0 && g < a.groups) group_key[g * tpw + seg] = group_key_of(a, t1, t2);
   }
 }
 
 /* Any other shape: each group's selection scores recomputed from its logits (the same function of
  * the same inputs as the keys in registers, so the same bits). */
 template <typename T, int L>
-__device__ __forceinline__ void group_scores_general(const gating_args &a, softmax_stats st, const T *row, bool valid, int sl,
-                                                     int tpw, int seg, float *group_score) {
+__device__ __forceinline__ void group_keys_general(const gating_args &a, softmax_stats st, const T *row, bool valid, int sl,
+                                                   int tpw, int seg, uint32_t *group_key) {
   for (int g = 0; g < a.groups; g++) {
     uint32_t t1 = 0, t2 = 0;
     if (valid)
@@ -270,13 +274,13 @@ __device__ __forceinline__ void group_scores_general(const gating_args &a, softm
       const uint32_t o1 = __shfl_xor_sync(kFull, t1, o), o2 = __shfl_xor_sync(kFull, t2, o);
       top2_merge(t1, t2, o1, o2);
     }
-    if (sl == 0) group_score[g * tpw + seg] = group_score_of(a, t1, t2);
+    if (sl == 0) group_key[g * tpw + seg] = group_key_of(a, t1, t2);
   }
 }
 
 /* The kept groups of the segment's token, as a mask: each group's rank among all by the one order. */
 template <int L>
-__device__ __forceinline__ uint32_t kept_groups(const gating_args &a, const float *group_score, int tpw, int seg, int sl,
+__device__ __forceinline__ uint32_t kept_groups(const gating_args &a, const uint32_t *group_key, int tpw, int seg, int sl,
                                                 int lane) {
   __syncwarp();
   uint32_t kept = 0;
@@ -284,9 +288,9 @@ __device__ __forceinline__ uint32_t kept_groups(const gating_args &a, const floa
     const int g = g0 + sl;
     bool keep = false;
     if (g < a.groups) {
-      const float s = group_score[g * tpw + seg];
+      const uint32_t s = group_key[g * tpw + seg];
       int rank = 0;
-      for (int h = 0; h < a.groups; h++) rank += ranks_before(group_score[h * tpw + seg], h, s, g) ? 1 : 0;
+      for (int h = 0; h < a.groups; h++) rank += key_before(group_key[h * tpw + seg], h, s, g) ? 1 : 0;
       keep = rank < a.topk_groups;
     }
     const uint32_t bits = __ballot_sync(kFull, keep);
@@ -309,25 +313,20 @@ struct lane_top {
   bool second; /* sk, se are the best below the head; false once moved up */
 };
 
+/* Both branch-free: the conditions differ from lane to lane, and a branch would run both sides. */
 __device__ __forceinline__ void top_offer(lane_top &s, uint32_t c, int32_t e) {
-  if (c > s.hk) {
-    s.sk = s.hk;
-    s.se = s.he;
-    s.hk = c;
-    s.he = e;
-  } else if (c > s.sk) {
-    s.sk = c;
-    s.se = e;
-  }
+  const bool head = c > s.hk, second = c > s.sk;
+  s.sk = head ? s.hk : second ? c : s.sk;
+  s.se = head ? s.he : second ? e : s.se;
+  s.hk = head ? c : s.hk;
+  s.he = head ? e : s.he;
 }
 
 /* (c, e) as the best seen below (hk, he), offered in ascending ids. */
 __device__ __forceinline__ void below_offer(uint32_t &bk, int32_t &be, uint32_t hk, int32_t he, uint32_t c, int32_t e) {
-  const bool below = c < hk || (c == hk && e > he);
-  if (below && c > bk) {
-    bk = c;
-    be = e;
-  }
+  const bool take = (c < hk || (c == hk && e > he)) && c > bk;
+  bk = take ? c : bk;
+  be = take ? e : be;
 }
 
 /* k rounds over the segment: round r's winner to res_id[r * tpw + seg] (and res_key[r], chunked).
@@ -370,10 +369,11 @@ __device__ __forceinline__ void select_top_k(const gating_args &a, const uint32_
 
 /* ---- the weights and the output ---------------------------------------------------------------------
  * moe_token's last lines and moe_finish (moe.c, moe.h), with the k selected in res_id in selection
- * order; lane sl handles selections sl, sl + L, ... Sums run over res_w in that order, serially. */
+ * order; lane sl handles selections sl, sl + L, ... Sums run over res_w in that order, serially;
+ * res_key holds the weights' keys for the output order. */
 template <typename T, int L, int R>
 __device__ __forceinline__ void finish(const gating_args &a, softmax_stats st, const T *row, int64_t t, bool valid, int sl,
-                                       int tpw, int seg, const int32_t *res_id, float *res_w) {
+                                       int tpw, int seg, const int32_t *res_id, float *res_w, uint32_t *res_key) {
   const int k = a.k;
   float w[R];
   int32_t id[R];
@@ -419,12 +419,18 @@ __device__ __forceinline__ void finish(const gating_args &a, softmax_stats st, c
 #pragma unroll
     for (int i = 0; i < R; i++) w[i] = __fmul_rn(w[i], a.scale);
   }
-  publish();
+  /* the output order: each weight's rank, by its key */
+  __syncwarp();
+#pragma unroll
+  for (int i = 0; i < R; i++)
+    if (sl + i * L < k) res_key[(sl + i * L) * tpw + seg] = rank_key(w[i]);
+  __syncwarp();
 #pragma unroll
   for (int i = 0; i < R; i++) {
     if (sl + i * L >= k) continue;
+    const uint32_t mine = rank_key(w[i]);
     int rank = 0;
-    for (int r = 0; r < k; r++) rank += ranks_before(res_w[r * tpw + seg], res_id[r * tpw + seg], w[i], id[i]) ? 1 : 0;
+    for (int r = 0; r < k; r++) rank += key_before(res_key[r * tpw + seg], res_id[r * tpw + seg], mine, id[i]) ? 1 : 0;
     if (valid) {
       a.weights[t * k + rank] = w[i];
       a.expert_ids[t * k + rank] = id[i];
@@ -445,11 +451,12 @@ __global__ void __launch_bounds__(kThreads) moe_gating_rows(gating_args a) {
   constexpr int R = (kMaxK + L - 1) / L;
   __shared__ int32_t sh_id[kWarps][kMaxK * tpw];
   __shared__ float sh_w[kWarps][kMaxK * tpw];
-  __shared__ float sh_group[kWarps][kMaxK * tpw]; /* num_groups <= experts */
+  __shared__ uint32_t sh_group[kWarps][kMaxK * tpw]; /* num_groups <= experts */
 
   const int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32, seg = lane / L, sl = lane % L;
   int32_t *res_id = sh_id[warp];
-  float *res_w = sh_w[warp], *group_score = sh_group[warp];
+  float *res_w = sh_w[warp];
+  uint32_t *group_key = sh_group[warp];
 
   const int64_t step = (int64_t)gridDim.x * kWarps * tpw;
   for (int64_t first = ((int64_t)blockIdx.x * kWarps + warp) * tpw; first < a.tokens; first += step) {
@@ -480,9 +487,9 @@ __global__ void __launch_bounds__(kThreads) moe_gating_rows(gating_args a) {
     for (int j = 0; j < P; j++)
       if (!valid || expert_of<L, V>(0, j, sl) >= a.experts) key[j] = 0;
     if (a.groups > 1) {
-      if (a.aligned_groups) group_scores_aligned<L, P, V>(a, key, sl, tpw, seg, group_score);
-      else group_scores_general<T, L>(a, st, row, valid, sl, tpw, seg, group_score);
-      const uint32_t kept = kept_groups<L>(a, group_score, tpw, seg, sl, lane);
+      if (a.aligned_groups) group_keys_aligned<L, P, V>(a, key, sl, tpw, seg, group_key);
+      else group_keys_general<T, L>(a, st, row, valid, sl, tpw, seg, group_key);
+      const uint32_t kept = kept_groups<L>(a, group_key, tpw, seg, sl, lane);
 #pragma unroll
       for (int j = 0; j < P; j++) {
         const int32_t g = a.aligned_groups ? ((j / V) * L + sl) >> a.group_shift : expert_of<L, V>(0, j, sl) / a.group_size;
@@ -490,7 +497,7 @@ __global__ void __launch_bounds__(kThreads) moe_gating_rows(gating_args a) {
       }
     }
     select_top_k<L, P, V>(a, key, 0, sl, 0u, INT32_MAX, valid, tpw, seg, res_id, (uint32_t *)nullptr);
-    finish<T, L, R>(a, st, row, t, valid, sl, tpw, seg, res_id, res_w);
+    finish<T, L, R>(a, st, row, t, valid, sl, tpw, seg, res_id, res_w, group_key); /* the group keys are spent */
   }
 }
 
@@ -500,13 +507,13 @@ __global__ void __launch_bounds__(kThreads) moe_gating_chunked(gating_args a) {
   constexpr int L = 32, kChunk = 32 * P;
   __shared__ int32_t sh_id[kWarps][32];
   __shared__ float sh_w[kWarps][32];
-  __shared__ float sh_group[kWarps][32];
+  __shared__ uint32_t sh_group[kWarps][32];
   __shared__ uint32_t sh_key[kWarps][32];
 
   const int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32;
   int32_t *res_id = sh_id[warp];
-  uint32_t *res_key = sh_key[warp];
-  float *res_w = sh_w[warp], *group_score = sh_group[warp];
+  uint32_t *res_key = sh_key[warp], *group_key = sh_group[warp];
+  float *res_w = sh_w[warp];
 
   for (int64_t t = (int64_t)blockIdx.x * kWarps + warp; t < a.tokens; t += (int64_t)gridDim.x * kWarps) {
     const T *row = static_cast<const T *>(a.logits) + t * a.stride;
@@ -531,8 +538,8 @@ __global__ void __launch_bounds__(kThreads) moe_gating_chunked(gating_args a) {
     }
     uint32_t kept = kFull;
     if (a.groups > 1) {
-      group_scores_general<T, L>(a, st, row, true, lane, 1, 0, group_score);
-      kept = kept_groups<L>(a, group_score, 1, 0, lane, lane);
+      group_keys_general<T, L>(a, st, row, true, lane, 1, 0, group_key);
+      kept = kept_groups<L>(a, group_key, 1, 0, lane, lane);
     }
     for (int64_t c0 = 0; c0 < a.experts; c0 += kChunk) {
       load_chunk<T, L, P, V>(row, c0, a.experts, lane, true, x);
@@ -556,7 +563,7 @@ __global__ void __launch_bounds__(kThreads) moe_gating_chunked(gating_args a) {
       __syncwarp();
       select_top_k<L, P, V>(a, key, c0, lane, carried_key, carried_id, true, 1, 0, res_id, res_key);
     }
-    finish<T, L, 1>(a, st, row, t, true, lane, 1, 0, res_id, res_w);
+    finish<T, L, 1>(a, st, row, t, true, lane, 1, 0, res_id, res_w, group_key); /* the group keys are spent */
   }
 }
 

@@ -1,22 +1,24 @@
 /* lk_cuda_moe_gating against the CPU library's scalar reference (which test_moe.c checks against
  * float64), over a reduced form of test_moe.c's grid: every scheme x dtype x renormalise x bias x
  * scaling, expert counts 1 to 2048 (each side of every kernel configuration: one token a lane up
- * to 8, a warp up to 256, 16 and 32 a lane up to 1024, chunks beyond) x k 1, 2, 8 and min(32, E),
+ * to 8, a warp up to 256, 16 a lane up to 512, chunks of 256 beyond) x k 1, 2, 8 and min(32, E),
  * ragged token counts, strided and misaligned logits (the element loads), grouped selection
  * (DeepSeek-V3's and V2's shapes, groups of one, one group kept, every group kept, 32 groups),
  * exact ties, NaN and infinities in the logits and in the bias, saturated sigmoids, and token
  * counts past one pass of the grid.
  *
- * Per token: the ids bit for bit equal to the reference's, and each weight within 1e-5 relative of
- * the reference's (the worst is printed, in ulps: the emulator uses the C library's expf, so it
- * differs only where softmax's sum over the row is a tree here; a GPU's expf differs by 2 ulp at
- * most). Where the contract's decisions have no clear margin in float64 (two candidates on either
- * side of the group or top-k boundary, or two chosen weights, within 1e-5 relative of each other
- * without being an exact tie of equal inputs), f32 rounding may decide either way, on a GPU as
- * between the CPU's own ISAs: random rows are redrawn until clear (a few times), and a token that
- * stays unclear is only checked for k distinct ids in range (the run prints how many). Outputs
- * carry poisoned slack, which must stay untouched; gaps between logits rows hold +inf, which must
- * not be read. The argument contract is the CPU's, message for message, without a device too. */
+ * Per token: the ids bit for bit equal to the reference's; each weight within 1e-5 relative of
+ * float64 (test_moe.c's rule for the CPU's own kernels), with the worst error printed beside the
+ * CPU's and the largest distance from the CPU's weights in ulps. The emulator uses the C library's
+ * expf and divides exactly, so it differs from the CPU only where softmax's sum over the row is a
+ * tree here; on a GPU, expf and the sigmoid's __fdividef differ by a few ulp more. Where the
+ * contract's decisions have no clear margin in float64 (two candidates on either side of the group
+ * or top-k boundary, or two chosen weights, within 1e-5 relative of each other without being an
+ * exact tie of equal inputs), f32 rounding may decide either way, on a GPU as between the CPU's
+ * own ISAs: random rows are redrawn until clear (a few times), and a token that stays unclear is
+ * only checked for k distinct ids in range (the run prints how many). Outputs carry poisoned
+ * slack, which must stay untouched; gaps between logits rows hold +inf, which must not be read.
+ * The argument contract is the CPU's, message for message, without a device too. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
