@@ -87,9 +87,13 @@ __device__ __forceinline__ bool key_before(uint32_t a, int32_t ia, uint32_t b, i
  * The sigmoid of every expert is the hot loop of DeepSeek-V3's routing: there 1 / (1 + e) is
  * __fdividef (a reciprocal estimate and a multiply, 2 ulp; the emulator divides exactly), which
  * took its cost from about 32 to 20 instructions an expert; expf is CUDA's accurate one (8
- * instructions, 2 ulp), not __expf, whose error grows with |x| (2 + 1.17 |x| ulp). */
+ * instructions, 2 ulp), not __expf, whose error grows with |x| (2 + 1.17 |x| ulp). The estimate
+ * gives 0 for divisors past 2^126 (logits below -87.3, whose sigmoid is subnormal), so both
+ * operands are scaled by 2^-64 first: exact for every 1 + e >= 1, and the quotient the same. */
 
-__device__ __forceinline__ float sigmoid_of(float x) { return __fdividef(1.0f, __fadd_rn(1.0f, expf(-x))); }
+__device__ __forceinline__ float sigmoid_of(float x) {
+  return __fdividef(0x1p-64f, __fmul_rn(__fadd_rn(1.0f, expf(-x)), 0x1p-64f));
+}
 
 __device__ __forceinline__ float softmax_of(float x, softmax_stats s) { return __fmul_rn(expf(__fsub_rn(x, s.max)), s.inv_sum); }
 

@@ -39,7 +39,7 @@ static long calls, tokens_checked, tokens_unclear, redraws;
 static double worst_ulps[3];  /* per scheme: |w - the CPU's w| in ulps of f32 */
 static double worst_ratio[3][2]; /* per scheme, GPU and CPU: |w - float64| / (REL |float64|) */
 
-typedef enum fill_kind { FILL_UNIFORM, FILL_GRID, FILL_TIES, FILL_NONFINITE } fill_kind;
+typedef enum fill_kind { FILL_UNIFORM, FILL_GRID, FILL_TIES, FILL_NONFINITE, FILL_DEEP } fill_kind;
 typedef enum bias_kind { BIAS_NONE, BIAS_RANDOM, BIAS_EQUAL, BIAS_PATTERN, BIAS_SPECIAL, BIAS_NAN } bias_kind;
 
 typedef struct gating_case {
@@ -117,6 +117,9 @@ static void fill_row(const gating_case *c, int64_t token, rng *r, float *v) {
   switch (c->fill) {
   case FILL_TIES: fill_ties(c, token, v); return;
   case FILL_NONFINITE: fill_nonfinite(c, token, v); return;
+  case FILL_DEEP: /* sigmoids from 2^-126 down into the subnormals */
+    for (int64_t e = 0; e < E; e++) v[e] = -88.0f + rng_uniform(r, -c->spread, c->spread);
+    return;
   case FILL_GRID:
     for (int64_t e = 0; e < E; e++) v[e] = E > 1 ? -c->spread + 2.0f * c->spread * (float)e / (float)(E - 1) : 0.0f;
     for (int64_t e = E - 1; e > 0; e--) {
@@ -749,6 +752,17 @@ static void test_nonfinite(void) {
         c.spread = 2.0f;
         run_case(&c);
       }
+  /* sigmoid subnormal (logits near -88): renormalised, the weights are numbers */
+  for (size_t d = 0; d < 3; d++)
+    for (int bias = 0; bias < 2; bias++) {
+      gating_case c = base_case(LK_MOE_SIGMOID, dtypes[d], 64, 4);
+      c.fill = FILL_DEEP;
+      c.spread = 0.7f;
+      c.renormalize = true;
+      c.bias = bias ? BIAS_RANDOM : BIAS_NONE;
+      c.tokens = 17;
+      run_case(&c);
+    }
   /* sigmoid saturated to 1 in f32 */
   for (size_t d = 0; d < 3; d++)
     for (int bias = 0; bias < 2; bias++) {
