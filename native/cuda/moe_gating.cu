@@ -37,6 +37,10 @@
 namespace {
 
 constexpr int kThreads = 128; /* 4 warps */
+/* __launch_bounds__' second argument: without a minimum of blocks an SM, ptxas (11.8, sm_90) held
+ * 33 of these kernels to 56-80 registers and spilled 8-32 bytes in their token loops, trading the
+ * spills for occupancy; with one it allocates what they need (51 for DeepSeek-V3's f32 shape). */
+constexpr int kMinBlocks = 1;
 constexpr int kWarps = kThreads / 32;
 constexpr int kBlocksPerSm = 16; /* the grid's cap: more blocks than fit, then a token loop */
 constexpr unsigned kFull = 0xffffffffu;
@@ -80,19 +84,22 @@ __device__ __forceinline__ bool key_before(uint32_t a, int32_t ia, uint32_t b, i
 
 /* ---- the CPU's formulas (moe.c) -----------------------------------------------------------------
  * Every rounding where the CPU's C code has one: nvcc contracts a product feeding a sum into an fma
- * (expf's last multiply into 1 + expf(-x), too), which the _rn intrinsics forbid, and compiles
- * 1.0f / y to a call of its reciprocal routine, where __fdiv_rn has an inline fast path (7
- * instructions and a rarely taken call).
+ * (expf's last multiply into 1 + expf(-x), too), which the _rn intrinsics forbid.
  *
- * The sigmoid of every expert is the hot loop of DeepSeek-V3's routing: there 1 / (1 + e) is
- * __fdividef (a reciprocal estimate and a multiply, 2 ulp; the emulator divides exactly), which
- * took its cost from about 32 to 20 instructions an expert; expf is CUDA's accurate one (8
- * instructions, 2 ulp), not __expf, whose error grows with |x| (2 + 1.17 |x| ulp). The estimate
- * gives 0 for divisors past 2^126 (logits below -87.3, whose sigmoid is subnormal), so both
- * operands are scaled by 2^-64 first: exact for every 1 + e >= 1, and the quotient the same. */
+ * Divisions are quotient(): a reciprocal estimate and a multiply (__fdividef, 2 ulp on a GPU; the
+ * emulator divides exactly, as the CPU does). A correctly rounded division (/ or __fdiv_rn) has a
+ * slow path that is a call, and a call in a kernel made ptxas hold 12 of these kernels to 72
+ * registers and spill on sm_90 (1.0f / y is a call every time); the sigmoid of every expert is also
+ * DeepSeek-V3's hot loop, where the estimate took it from about 32 to 20 instructions an expert.
+ * The estimate is valid for divisors in [2^-126, 2^126], which the callers see to. expf is CUDA's
+ * accurate one (8 instructions, 2 ulp), not __expf, whose error grows with |x| (2 + 1.17 |x| ulp). */
 
+__device__ __forceinline__ float quotient(float a, float b) { return __fdividef(a, b); }
+
+/* 1 / (1 + e), e >= 0: both operands scaled by 2^-64 (exactly), so that a divisor past 2^126
+ * (logits below -87.3, whose sigmoid is subnormal) stays in the estimate's range. */
 __device__ __forceinline__ float sigmoid_of(float x) {
-  return __fdividef(0x1p-64f, __fmul_rn(__fadd_rn(1.0f, expf(-x)), 0x1p-64f));
+  return quotient(0x1p-64f, __fmul_rn(__fadd_rn(1.0f, expf(-x)), 0x1p-64f));
 }
 
 __device__ __forceinline__ float softmax_of(float x, softmax_stats s) { return __fmul_rn(expf(__fsub_rn(x, s.max)), s.inv_sum); }
@@ -206,6 +213,29 @@ __device__ __forceinline__ void load_chunk(const T *row, I c0, int32_t experts, 
   }
 }
 
+/* The correction bias of a lane's experts (0 without one), in the logits' loads: V floats at a time
+ * as 16-byte loads where V > 1 (the host takes the vector path only for a 16-byte aligned bias). */
+template <int L, int P, int V, typename I>
+__device__ __forceinline__ void load_bias(const float *bias, I c0, int32_t experts, int sl, float (&b)[P]) {
+#pragma unroll
+  for (int q = 0; q < P / V; q++) {
+    const I e0 = expert_of<L, V>(c0, q * V, sl);
+    const bool in = bias && e0 < (I)experts;
+    if constexpr (V % 4 == 0) {
+#pragma unroll
+      for (int h = 0; h < V / 4; h++) {
+        lk_vec<float, 4> v{};
+        if (in) v = *reinterpret_cast<const lk_vec<float, 4> *>(bias + e0 + 4 * h);
+#pragma unroll
+        for (int i = 0; i < 4; i++) b[q * V + 4 * h + i] = v.v[i];
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < V; i++) b[q * V + i] = in ? __ldg(bias + e0 + i) : 0.0f;
+    }
+  }
+}
+
 /* ---- softmax's max and 1 / sum -------------------------------------------------------------------
  * The max of the logits as the CPU takes it (NaN ignored, then the whole row NaN), by keys; the sum
  * in lane order, then a tree over the segment. */
@@ -231,7 +261,7 @@ __device__ __forceinline__ float stats_add_sum(const float (&x)[P], I c0, int32_
 
 __device__ __forceinline__ softmax_stats stats_of(float max, float sum, bool nan) {
   const float nan_value = __uint_as_float(0x7fc00000u);
-  return softmax_stats{nan ? nan_value : max, nan ? nan_value : __fdiv_rn(1.0f, sum)};
+  return softmax_stats{nan ? nan_value : max, nan ? nan_value : quotient(1.0f, sum)}; /* sum in [1, experts] */
 }
 
 /* ---- groups ----------------------------------------------------------------------------------------
@@ -410,14 +440,16 @@ __device__ __forceinline__ void finish(const gating_args &a, softmax_stats st, c
     float sum = 0.0f;
     for (int r = 0; r < k; r++) sum = __fadd_rn(sum, res_w[r * tpw + seg]);
 #pragma unroll
-    for (int i = 0; i < R; i++) w[i] = nan ? __uint_as_float(0x7fc00000u) : __fdiv_rn(w[i], sum);
+    for (int i = 0; i < R; i++) w[i] = nan ? __uint_as_float(0x7fc00000u) : quotient(w[i], sum); /* sum in [1, k] */
   }
   if (a.renormalize) {
     publish();
     float sum = 0.0f;
     for (int r = 0; r < k; r++) sum = __fadd_rn(sum, res_w[r * tpw + seg]);
+    /* weights are at most 1, so sum <= 32; scaled by 2^64 (exactly), a sum of subnormal weights
+     * stays in the estimate's range too */
 #pragma unroll
-    for (int i = 0; i < R; i++) w[i] = __fdiv_rn(w[i], sum);
+    for (int i = 0; i < R; i++) w[i] = quotient(__fmul_rn(w[i], 0x1p64f), __fmul_rn(sum, 0x1p64f));
   }
   if (a.scale != 0.0f) {
 #pragma unroll
@@ -447,7 +479,7 @@ __device__ __forceinline__ void finish(const gating_args &a, softmax_stats st, c
  * moe_gating_rows: the whole row in registers (experts <= L P). moe_gating_chunked: L = 32 and the
  * row in chunks of 32 P experts. V: elements a load (16 bytes, or 1 where rows are not aligned). */
 template <typename T, int L, int P, int V>
-__global__ void __launch_bounds__(kThreads) moe_gating_rows(gating_args a) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks) moe_gating_rows(gating_args a) {
   static_assert(L >= 1 && L <= 32 && (L & (L - 1)) == 0, "a segment is a power of two of lanes");
   static_assert(P % V == 0, "whole loads");
   constexpr int tpw = 32 / L;
@@ -480,11 +512,7 @@ __global__ void __launch_bounds__(kThreads) moe_gating_rows(gating_args a) {
       st = stats_of(max, seg_sum<L>(stats_add_sum<L, P, V>(x, 0, a.experts, sl, valid, max, 0.0f)), nan);
     }
     float bias[P]; /* from L1: in registers across tokens they cost more than they save */
-#pragma unroll
-    for (int j = 0; j < P; j++) {
-      const int32_t e = expert_of<L, V>(0, j, sl);
-      bias[j] = a.bias && e < a.experts ? __ldg(a.bias + e) : 0.0f;
-    }
+    load_bias<L, P, V>(a.bias, 0, a.experts, sl, bias);
     uint32_t key[P];
     selection_keys<P>(a, st, x, bias, key);
 #pragma unroll
@@ -506,7 +534,7 @@ __global__ void __launch_bounds__(kThreads) moe_gating_rows(gating_args a) {
 }
 
 template <typename T, int P, int V>
-__global__ void __launch_bounds__(kThreads) moe_gating_chunked(gating_args a) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks) moe_gating_chunked(gating_args a) {
   static_assert(P % V == 0, "whole loads");
   constexpr int L = 32, kChunk = 32 * P;
   __shared__ int32_t sh_id[kWarps][32];
@@ -548,11 +576,7 @@ __global__ void __launch_bounds__(kThreads) moe_gating_chunked(gating_args a) {
     for (int64_t c0 = 0; c0 < a.experts; c0 += kChunk) {
       load_chunk<T, L, P, V>(row, c0, a.experts, lane, true, x);
       float bias[P];
-#pragma unroll
-      for (int j = 0; j < P; j++) {
-        const int64_t e = expert_of<L, V>(c0, j, lane);
-        bias[j] = a.bias && e < a.experts ? __ldg(a.bias + e) : 0.0f;
-      }
+      load_bias<L, P, V>(a.bias, c0, a.experts, lane, bias);
       uint32_t key[P];
       selection_keys<P>(a, st, x, bias, key);
 #pragma unroll
@@ -649,7 +673,8 @@ lk_status run(lk_cuda_stream stream, const lk_moe_gating_params *params) {
   return lk_cuda_dispatch_dtype(p.dtype, [&](auto element) {
     using T = decltype(element);
     constexpr int kVec = 16 / (int)sizeof(T);
-    const bool vector_loads = p.num_experts % kVec == 0 && lk_aligned(p.logits, p.logits_stride, sizeof(T), 16);
+    const bool vector_loads = p.num_experts % kVec == 0 && lk_aligned(p.logits, p.logits_stride, sizeof(T), 16) &&
+                              (uintptr_t)p.correction_bias % 16 == 0;
     return dispatch<T>(a, vector_loads, lk_cuda_as_stream(stream));
   });
 }
