@@ -28,9 +28,10 @@
  * expert's score recomputed from its logit (reloaded: its row is in L1/L2) by the same formula,
  * TOPK_SOFTMAX's softmax, the renormalising sum and the scaling in selection order, then each
  * weight's rank in the output order (descending, ties to the lower id). Products that feed a sum
- * are __fmul_rn, so nvcc cannot contract them into an fma the CPU does not have. What still
- * differs on a GPU: CUDA's expf (2 ulp at most) against the C library's, and softmax's sum over
- * the row, which here is a tree. */
+ * are __fmul_rn, so nvcc cannot contract them into an fma the CPU does not have. What differs:
+ * softmax's sum over the row, which here is a tree (the emulator, too); on a GPU also CUDA's expf
+ * and the reciprocal estimate every division uses (2 ulp each) against the C library's expf and
+ * correctly rounded division. */
 #include "lk_cuda_device.cuh"
 #include "moe_check.h"
 
@@ -87,12 +88,12 @@ __device__ __forceinline__ bool key_before(uint32_t a, int32_t ia, uint32_t b, i
  * (expf's last multiply into 1 + expf(-x), too), which the _rn intrinsics forbid.
  *
  * Divisions are quotient(): a reciprocal estimate and a multiply (__fdividef, 2 ulp on a GPU; the
- * emulator divides exactly, as the CPU does). A correctly rounded division (/ or __fdiv_rn) has a
- * slow path that is a call, and a call in a kernel made ptxas hold 12 of these kernels to 72
- * registers and spill on sm_90 (1.0f / y is a call every time); the sigmoid of every expert is also
- * DeepSeek-V3's hot loop, where the estimate took it from about 32 to 20 instructions an expert.
- * The estimate is valid for divisors in [2^-126, 2^126], which the callers see to. expf is CUDA's
- * accurate one (8 instructions, 2 ulp), not __expf, whose error grows with |x| (2 + 1.17 |x| ulp). */
+ * emulator divides exactly, as the CPU does). A correctly rounded division is a call (1.0f / y,
+ * every time) or has one on its slow path (__fdiv_rn, behind a 7-instruction fast path); the
+ * sigmoid of every expert is DeepSeek-V3's hot loop, and the estimate took it from about 32 to 20
+ * instructions an expert. The estimate is valid for divisors in [2^-126, 2^126], which the callers
+ * see to. expf is CUDA's accurate one (8 instructions, 2 ulp), not __expf, whose error grows with
+ * |x| (2 + 1.17 |x| ulp). */
 
 __device__ __forceinline__ float quotient(float a, float b) { return __fdividef(a, b); }
 
