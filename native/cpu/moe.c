@@ -13,6 +13,7 @@
  * (moe_simd.h) are tested against; each kernel gives equal logits equal scores, so exact ties
  * resolve alike on every ISA. */
 #include "moe.h"
+#include "moe_check.h"
 
 #include <string.h>
 
@@ -120,10 +121,7 @@ static lk_rows_fn variant(lk_isa isa) {
   }
 }
 
-static lk_status validate(const lk_moe_gating_params *params, moe_job *job) {
-  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
-  job->p = *params;
-  lk_moe_gating_params *p = &job->p;
+LK_API lk_status lk_moe_gating_check(lk_moe_gating_params *p) {
   if (!lk_dtype_valid(p->dtype)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "dtype: %d is not an lk_dtype value", (int)p->dtype);
   if (p->scoring != LK_MOE_SOFTMAX_TOPK && p->scoring != LK_MOE_TOPK_SOFTMAX && p->scoring != LK_MOE_SIGMOID)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "scoring: %d is not an lk_moe_scoring value", (int)p->scoring);
@@ -145,8 +143,6 @@ static lk_status validate(const lk_moe_gating_params *params, moe_job *job) {
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "logits_stride: %lld is less than num_experts (%lld)", (long long)p->logits_stride,
                    (long long)p->num_experts);
   if (p->num_groups < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_groups: %lld is negative", (long long)p->num_groups);
-  job->groups = 1;
-  job->group_size = p->num_experts;
   if (p->num_groups > 1) {
     if (p->num_groups > LK_MOE_MAX_GROUPS)
       return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_groups: %lld is more than %d", (long long)p->num_groups, LK_MOE_MAX_GROUPS);
@@ -156,11 +152,10 @@ static lk_status validate(const lk_moe_gating_params *params, moe_job *job) {
     if (p->topk_groups < 1 || p->topk_groups > p->num_groups)
       return lk_fail(LK_ERR_INVALID_ARGUMENT, "topk_groups: %lld is outside [1, num_groups (%lld)]", (long long)p->topk_groups,
                      (long long)p->num_groups);
-    job->groups = p->num_groups;
-    job->group_size = p->num_experts / p->num_groups;
-    if (p->top_k > p->topk_groups * job->group_size)
+    const int64_t group_size = p->num_experts / p->num_groups;
+    if (p->top_k > p->topk_groups * group_size)
       return lk_fail(LK_ERR_INVALID_ARGUMENT, "top_k: %lld is more than the %lld experts of topk_groups (%lld) groups",
-                     (long long)p->top_k, (long long)(p->topk_groups * job->group_size), (long long)p->topk_groups);
+                     (long long)p->top_k, (long long)(p->topk_groups * group_size), (long long)p->topk_groups);
   }
   if (p->num_tokens == 0) return LK_OK;
   if (!p->logits) return lk_fail(LK_ERR_INVALID_ARGUMENT, "logits: NULL");
@@ -177,9 +172,20 @@ static lk_status validate(const lk_moe_gating_params *params, moe_job *job) {
   if (lk_spans_overlap(weights, ids)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "expert_ids: overlaps weights");
   if (lk_spans_overlap(weights, logits)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "weights: overlaps logits");
   if (lk_spans_overlap(ids, logits)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "expert_ids: overlaps logits");
+  return LK_OK;
+}
+
+static lk_status validate(const lk_moe_gating_params *params, moe_job *job) {
+  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  job->p = *params;
+  lk_moe_gating_params *p = &job->p;
+  const lk_status status = lk_moe_gating_check(p);
+  if (status != LK_OK) return status;
+  job->groups = p->num_groups > 1 ? p->num_groups : 1;
+  job->group_size = p->num_experts / job->groups;
   /* once per call: the vector kernels then check only the logits for NaN */
   job->bias_finite = true;
-  if (p->correction_bias)
+  if (p->correction_bias && p->num_tokens > 0)
     for (int64_t e = 0; e < p->num_experts; e++) job->bias_finite = job->bias_finite && isfinite(p->correction_bias[e]);
   return LK_OK;
 }

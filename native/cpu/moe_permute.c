@@ -7,6 +7,7 @@
  * output row is written by one thread, without atomics or a scatter; tokens are split over the
  * threads, and the ISA variant does the weighted sum (moe_combine_simd.h; scalar here).
  * Both check every index they will follow before writing anything. */
+#include "moe_check.h"
 #include "moe_combine.h"
 
 #include <emmintrin.h>
@@ -75,9 +76,7 @@ static lk_status check_source(lk_span out, const void *base, int64_t rows, int64
   return LK_OK;
 }
 
-static lk_status validate_permute(const lk_moe_permute_params *params, lk_moe_permute_params *p) {
-  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
-  *p = *params;
+LK_API lk_status lk_moe_permute_check(lk_moe_permute_params *p, int32_t read_indices) {
   if (!lk_dtype_valid(p->dtype)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "dtype: %d is not an lk_dtype value", (int)p->dtype);
   if (p->num_tokens < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_tokens: %lld is negative", (long long)p->num_tokens);
   if (p->top_k < 1) return lk_fail(LK_ERR_INVALID_ARGUMENT, "top_k: %lld must be positive", (long long)p->top_k);
@@ -97,8 +96,8 @@ static lk_status validate_permute(const lk_moe_permute_params *params, lk_moe_pe
   if (lk_spans_overlap(out, lk_rows_span(p->sorted_slots, 1, p->num_rows, p->num_rows, LK_DTYPE_F32)))
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "output: overlaps sorted_slots");
   const int64_t slots = p->num_tokens * p->top_k;
-  bool reads = false;
-  for (int64_t r = 0; r < p->num_rows; r++) {
+  bool reads = !read_indices;
+  for (int64_t r = 0; read_indices && r < p->num_rows; r++) {
     const int32_t s = p->sorted_slots[r];
     if (s < -1 || s >= slots)
       return lk_fail(LK_ERR_INVALID_ARGUMENT, "sorted_slots: element %lld is %d, outside -1 (padding) and [0, num_tokens x top_k (%lld))",
@@ -107,6 +106,12 @@ static lk_status validate_permute(const lk_moe_permute_params *params, lk_moe_pe
   }
   /* only a plan with a real slot reads the input */
   return reads ? check_source(out, p->input, p->num_tokens, p->hidden, p->input_stride, p->dtype, "input", "num_tokens") : LK_OK;
+}
+
+static lk_status validate_permute(const lk_moe_permute_params *params, lk_moe_permute_params *p) {
+  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  *p = *params;
+  return lk_moe_permute_check(p, 1);
 }
 
 LK_API lk_status lk_moe_permute(lk_cpu_context *context, const lk_moe_permute_params *params) {
@@ -151,9 +156,7 @@ static lk_rows_fn combine_variant(lk_isa isa) {
   }
 }
 
-static lk_status validate_combine(const lk_moe_combine_params *params, lk_moe_combine_params *p) {
-  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
-  *p = *params;
+LK_API lk_status lk_moe_combine_check(lk_moe_combine_params *p, int32_t read_indices) {
   if (!lk_dtype_valid(p->dtype)) return lk_fail(LK_ERR_INVALID_ARGUMENT, "dtype: %d is not an lk_dtype value", (int)p->dtype);
   if (p->num_tokens < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_tokens: %lld is negative", (long long)p->num_tokens);
   if (p->top_k < 1 || p->top_k > LK_MOE_MAX_TOP_K)
@@ -177,8 +180,8 @@ static lk_status validate_combine(const lk_moe_combine_params *params, lk_moe_co
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "output: overlaps slot_rows");
   if (lk_spans_overlap(out, lk_rows_span(p->weights, 1, slots, slots, LK_DTYPE_F32)))
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "output: overlaps weights");
-  bool reads = false;
-  for (int64_t s = 0; s < slots; s++) {
+  bool reads = !read_indices;
+  for (int64_t s = 0; read_indices && s < slots; s++) {
     const int32_t r = p->slot_rows[s];
     if (r < -1 || r >= p->num_rows)
       return lk_fail(LK_ERR_INVALID_ARGUMENT, "slot_rows: element %lld (token %lld) is %d, outside -1 (not here) and [0, num_rows (%lld))",
@@ -187,6 +190,12 @@ static lk_status validate_combine(const lk_moe_combine_params *params, lk_moe_co
   }
   return reads ? check_source(out, p->expert_output, p->num_rows, p->hidden, p->expert_stride, p->dtype, "expert_output", "num_rows")
                : LK_OK;
+}
+
+static lk_status validate_combine(const lk_moe_combine_params *params, lk_moe_combine_params *p) {
+  if (!params) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  *p = *params;
+  return lk_moe_combine_check(p, 1);
 }
 
 LK_API lk_status lk_moe_combine(lk_cpu_context *context, const lk_moe_combine_params *params) {

@@ -9,35 +9,35 @@
  * One thread: the plan of 8192 tokens x 8 slots is a few hundred KB of int32 touched twice (tens
  * of microseconds), well below what the permute and the GEMMs it feeds move. */
 #include "lk_internal.h"
+#include "moe_check.h"
 
 #include <string.h>
 
-static lk_status validate(const lk_moe_routing_params *p, int64_t *begin, int64_t *local, int64_t *block) {
-  if (!p) return lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+LK_API lk_status lk_moe_routing_check(lk_moe_routing_params *p, int32_t read_indices) {
   if (p->num_tokens < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_tokens: %lld is negative", (long long)p->num_tokens);
   if (p->top_k < 1) return lk_fail(LK_ERR_INVALID_ARGUMENT, "top_k: %lld must be positive", (long long)p->top_k);
   if (p->num_experts < 1 || p->num_experts > INT32_MAX)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_experts: %lld is outside [1, 2^31 - 1]", (long long)p->num_experts);
-  *begin = p->expert_begin;
+  const int64_t begin = p->expert_begin;
   int64_t end = p->expert_end;
-  if (*begin == 0 && end == 0) end = p->num_experts;
-  if (*begin < 0 || *begin >= p->num_experts)
-    return lk_fail(LK_ERR_INVALID_ARGUMENT, "expert_begin: %lld is outside [0, num_experts (%lld))", (long long)*begin,
+  if (begin == 0 && end == 0) end = p->num_experts;
+  if (begin < 0 || begin >= p->num_experts)
+    return lk_fail(LK_ERR_INVALID_ARGUMENT, "expert_begin: %lld is outside [0, num_experts (%lld))", (long long)begin,
                    (long long)p->num_experts);
-  if (end <= *begin || end > p->num_experts)
+  if (end <= begin || end > p->num_experts)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "expert_end: %lld is outside (expert_begin (%lld), num_experts (%lld)]", (long long)end,
-                   (long long)*begin, (long long)p->num_experts);
-  *local = end - *begin;
+                   (long long)begin, (long long)p->num_experts);
+  const int64_t local = end - begin;
   if (p->block_size < 0) return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_size: %lld is negative", (long long)p->block_size);
-  *block = p->block_size > 1 ? p->block_size : 1;
+  const int64_t block = p->block_size > 1 ? p->block_size : 1;
   if (p->num_tokens > INT32_MAX / p->top_k)
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "num_tokens: %lld x top_k (%lld) slots do not fit int32", (long long)p->num_tokens,
                    (long long)p->top_k);
   const int64_t slots = p->num_tokens * p->top_k;
-  if (*block > INT32_MAX || (*block > 1 && *local > (INT32_MAX - slots) / (*block - 1)))
+  if (block > INT32_MAX || (block > 1 && local > (INT32_MAX - slots) / (block - 1)))
     return lk_fail(LK_ERR_INVALID_ARGUMENT, "block_size: %lld padding of %lld experts makes the plan exceed int32",
-                   (long long)p->block_size, (long long)*local);
-  const int64_t worst = slots + *local * (*block - 1);
+                   (long long)p->block_size, (long long)local);
+  const int64_t worst = slots + local * (block - 1);
   if (p->sorted_capacity < worst)
     return lk_fail(LK_ERR_INVALID_ARGUMENT,
                    "sorted_capacity: %lld is less than num_tokens x top_k + local experts x (block_size - 1) = %lld",
@@ -59,16 +59,19 @@ static lk_status validate(const lk_moe_routing_params *p, int64_t *begin, int64_
     names[n++] = (name);                                                                                                       \
   }
   LK_SPAN(p->expert_ids, slots, "expert_ids")
-  LK_SPAN(p->expert_counts, *local, "expert_counts")
-  LK_SPAN(p->expert_offsets, *local + 1, "expert_offsets")
+  LK_SPAN(p->expert_counts, local, "expert_counts")
+  LK_SPAN(p->expert_offsets, local + 1, "expert_offsets")
   LK_SPAN(p->sorted_slots, worst, "sorted_slots")
   LK_SPAN(p->slot_rows, slots, "slot_rows")
-  LK_SPAN(p->block_experts, *block > 1 ? worst / *block : 0, "block_experts")
+  LK_SPAN(p->block_experts, block > 1 ? worst / block : 0, "block_experts")
 #undef LK_SPAN
   for (int i = 1; i < n; i++)
     for (int j = 0; j < i; j++)
       if (lk_spans_overlap(spans[i], spans[j])) return lk_fail(LK_ERR_INVALID_ARGUMENT, "%s: overlaps %s", names[i], names[j]);
 
+  p->expert_end = end;
+  p->block_size = block;
+  if (!read_indices) return LK_OK;
   for (int64_t s = 0; s < slots; s++) {
     const int32_t id = p->expert_ids[s];
     if (id < 0 || id >= p->num_experts)
@@ -114,9 +117,14 @@ static void plan(const lk_moe_routing_params *p, int64_t begin, int64_t local, i
 LK_API lk_status lk_moe_routing(lk_cpu_context *context, const lk_moe_routing_params *params) {
   lk_status status = lk_context_enter(context);
   if (status != LK_OK) return status;
-  int64_t begin = 0, local = 0, block = 1;
-  status = validate(params, &begin, &local, &block);
-  if (status == LK_OK) plan(params, begin, local, block);
+  lk_moe_routing_params p;
+  if (!params) {
+    status = lk_fail(LK_ERR_INVALID_ARGUMENT, "params: NULL");
+  } else {
+    p = *params;
+    status = lk_moe_routing_check(&p, 1);
+    if (status == LK_OK) plan(&p, p.expert_begin, p.expert_end - p.expert_begin, p.block_size);
+  }
   lk_context_leave(context);
   return status;
 }

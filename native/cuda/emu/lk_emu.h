@@ -3,8 +3,8 @@
  *
  * Why: no session of this project has had a GPU to run its kernels on, and a kernel nobody ran is
  * a kernel nobody tested. The emulator runs every thread of a block as a fiber (scheduler.cpp), so
- * __syncthreads, warp shuffles and votes, ldmatrix, mma.sync and cp.async behave as the hardware
- * defines them, and the native CUDA tests run against it on every host. It checks the logic:
+ * __syncthreads, warp shuffles, votes and reductions, ldmatrix, mma.sync and cp.async behave as the
+ * hardware defines them, and the native CUDA tests run against it on every host. It checks the logic:
  * indexing, fragment layouts, reductions, barriers and what reads what; not timing, coalescing or
  * bank conflicts, and it is exact f32 where the GPU has approximate intrinsics (__expf).
  *
@@ -28,6 +28,8 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <algorithm>
@@ -271,6 +273,62 @@ inline int __all_sync(unsigned mask, int predicate) {
   return __ballot_sync(mask, predicate) == (mask & lk_emu::warp_live_mask());
 }
 
+/* redux.sync (sm_80 and later: __reduce_{add,min,max}_sync on unsigned and int, __reduce_{and,or,xor}_sync
+ * on unsigned): the reduction over the lanes of mask, returned to each of them. The hardware leaves
+ * a lane of mask that does not take part undefined: here that aborts. Every live lane calls it, as
+ * every warp operation here; one outside mask contributes the identity and gets the same result. */
+namespace lk_emu {
+template <typename T, typename Op>
+inline T warp_reduce(unsigned mask, T value, T identity, Op op) {
+  syncwarp(); /* after it no lane of the warp exits before this reduction is done: one live set */
+  const unsigned live = warp_live_mask();
+  if ((mask & ~live) != 0) {
+    fprintf(stderr, "CUDA emulator: redux.sync with mask 0x%08x, but lanes 0x%08x have exited\n", mask, mask & ~live);
+    abort();
+  }
+  const int lane = current_lane();
+  T v = (mask >> lane) & 1u ? value : identity;
+  if (live == 0xffffffffu) {
+    for (int offset = 16; offset > 0; offset >>= 1) v = op(v, from_bits<T>(warp_exchange(to_bits(v), lane ^ offset)));
+    return v;
+  }
+  T result = identity; /* lanes have exited: the butterfly would lose their partners' partial results */
+  for (int source = 0; source < 32; source++) {
+    const T got = from_bits<T>(warp_exchange(to_bits(v), source));
+    if ((live >> source) & 1u) result = op(result, got);
+  }
+  return result;
+}
+} // namespace lk_emu
+
+inline unsigned __reduce_add_sync(unsigned mask, unsigned value) {
+  return lk_emu::warp_reduce<unsigned>(mask, value, 0u, [](unsigned a, unsigned b) { return a + b; });
+}
+inline int __reduce_add_sync(unsigned mask, int value) { /* wraps, as the hardware's */
+  return (int)__reduce_add_sync(mask, (unsigned)value);
+}
+inline unsigned __reduce_min_sync(unsigned mask, unsigned value) {
+  return lk_emu::warp_reduce<unsigned>(mask, value, 0xffffffffu, [](unsigned a, unsigned b) { return a < b ? a : b; });
+}
+inline int __reduce_min_sync(unsigned mask, int value) {
+  return lk_emu::warp_reduce<int>(mask, value, INT32_MAX, [](int a, int b) { return a < b ? a : b; });
+}
+inline unsigned __reduce_max_sync(unsigned mask, unsigned value) {
+  return lk_emu::warp_reduce<unsigned>(mask, value, 0u, [](unsigned a, unsigned b) { return a > b ? a : b; });
+}
+inline int __reduce_max_sync(unsigned mask, int value) {
+  return lk_emu::warp_reduce<int>(mask, value, INT32_MIN, [](int a, int b) { return a > b ? a : b; });
+}
+inline unsigned __reduce_and_sync(unsigned mask, unsigned value) {
+  return lk_emu::warp_reduce<unsigned>(mask, value, 0xffffffffu, [](unsigned a, unsigned b) { return a & b; });
+}
+inline unsigned __reduce_or_sync(unsigned mask, unsigned value) {
+  return lk_emu::warp_reduce<unsigned>(mask, value, 0u, [](unsigned a, unsigned b) { return a | b; });
+}
+inline unsigned __reduce_xor_sync(unsigned mask, unsigned value) {
+  return lk_emu::warp_reduce<unsigned>(mask, value, 0u, [](unsigned a, unsigned b) { return a ^ b; });
+}
+
 /* Atomics: blocks and threads never run at the same time here, so plain read-modify-writes are
  * atomic. They return the old value, as the hardware's. */
 template <typename T>
@@ -321,6 +379,8 @@ inline float __saturatef(float x) { return x != x ? 0.0f : x < 0.0f ? 0.0f : x >
 inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
 inline unsigned __float_as_uint(float x) { return lk_emu::from_bits<unsigned>(lk_emu::to_bits(x)); }
 inline float __uint_as_float(unsigned x) { return lk_emu::from_bits<float>(lk_emu::to_bits(x)); }
 inline int __float_as_int(float x) { return lk_emu::from_bits<int>(lk_emu::to_bits(x)); }
