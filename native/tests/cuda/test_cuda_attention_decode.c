@@ -681,81 +681,6 @@ static void test_bad_indices(void) {
   free_inputs(&in);
 }
 
-/* ---- the argument contract (no device needed: everything fails before a launch) -------------------- */
-
-static void test_arguments(void) {
-  static float dummy[64], key_cache[64], value_cache[64];
-  int32_t cu[2] = {0, 1};
-  lk_attention_params p;
-  memset(&p, 0, sizeof p);
-  p.q = dummy;
-  p.k = dummy;
-  p.v = dummy;
-  p.out = dummy + 32;
-  p.cu_seqlens_q = cu;
-  p.cu_seqlens_k = cu;
-  p.num_seqs = 1;
-  p.max_seqlen_q = 1;
-  p.max_seqlen_k = 1;
-  p.num_heads = 2;
-  p.num_kv_heads = 1;
-  p.head_dim = 8;
-  p.window_left = p.window_right = -1;
-  p.dtype = LK_DTYPE_F32;
-  CHECK_INVALID(lk_cuda_attention(NULL, NULL), "params");
-  lk_attention_params bad = p;
-  bad.head_dim = 0;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "head_dim");
-  bad = p;
-  bad.head_dim = 257;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "head_dim");
-  bad = p;
-  bad.num_kv_heads = 3;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "num_kv_heads");
-  bad = p;
-  bad.softcap = -1.0f;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "softcap");
-  bad = p;
-  bad.window_left = -2;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "window_left");
-  bad = p;
-  bad.bias = dummy;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "bias_row_stride");
-  bad = p;
-  bad.q = NULL;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "q");
-  bad = p;
-  bad.max_seqlen_q = -1;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "max_seqlen_q");
-  bad = p;
-  bad.q_stride = 8;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "q_stride");
-  bad = p;
-  bad.k_stride = 4;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "k_stride");
-  bad = p;
-  bad.flags = 2;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "flags");
-  bad = p;
-  bad.dtype = (lk_dtype)7;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "dtype");
-  bad = p;
-  bad.k = NULL;
-  bad.v = NULL;
-  bad.cache = (lk_paged_kv_cache){key_cache, value_cache, 2, 4, 1, 8, LK_DTYPE_BF16};
-  bad.seqlens_k = cu;
-  bad.block_tables = cu;
-  bad.max_blocks_per_seq = 1;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "cache.dtype");
-  bad.cache.dtype = LK_DTYPE_F32;
-  bad.max_blocks_per_seq = 0;
-  CHECK_INVALID(lk_cuda_attention(NULL, &bad), "max_blocks_per_seq");
-  /* nothing to do: no sequences */
-  bad = p;
-  bad.num_seqs = 0;
-  CHECK_STATUS(lk_cuda_attention(NULL, &bad), LK_OK);
-}
-
 /* Sequences without queries: the call succeeds and writes nothing. */
 static void test_no_queries(void) {
   decode_case c = base_case(LK_DTYPE_BF16, 4, 2, 64);
@@ -775,7 +700,6 @@ static void print_errors(void) {
 
 int main(void) {
   const int devices = cuda_test_begin();
-  run_timed("arguments", test_arguments);
   if (devices > 0) {
     set_sms(8);
     run_timed("sweep", test_sweep);
