@@ -31,6 +31,6 @@ internal static partial class NativeConstants
     /// <c>LK_CUDA_ABI_VERSION</c>: Bumped with the CUDA ABI (this header's structs, enums and signatures); the managed layer
     /// refuses a CUDA library whose lk_cuda_abi_version() differs from its bindings'.
     /// </summary>
-    [NativeTypeName("#define LK_CUDA_ABI_VERSION 2")]
-    public const int CudaAbiVersion = 2;
+    [NativeTypeName("#define LK_CUDA_ABI_VERSION 3")]
+    public const int CudaAbiVersion = 3;
 }

@@ -238,6 +238,15 @@ internal static unsafe partial class NativeMethods
     [return: NativeTypeName("lk_status")]
     internal static partial Status CudaDeviceSynchronize([NativeTypeName("int32_t")] int device);
 
+    /// <summary>
+    /// <c>lk_cuda_set_device</c>: Makes `device` the calling thread's current device (cudaSetDevice): the one the kernels of later
+    /// calls from this thread run on, and whose legacy default stream a NULL stream names.
+    /// </summary>
+    [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_set_device")]
+    [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    [return: NativeTypeName("lk_status")]
+    internal static partial Status CudaSetDevice([NativeTypeName("int32_t")] int device);
+
     /// <summary><c>lk_cuda_malloc</c>: Device memory of `bytes` (&gt; 0) on `device`; freeing NULL does nothing.</summary>
     [LibraryImport(LibraryNames.Cuda, EntryPoint = "lk_cuda_malloc")]
     [UnmanagedCallConv(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]

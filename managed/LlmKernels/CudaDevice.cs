@@ -92,6 +92,24 @@ public static unsafe class CudaDevice
     }
 
     /// <summary>
+    /// Makes <paramref name="device"/> the calling thread's current device (<c>cudaSetDevice</c>): the one the raw-pointer kernels
+    /// of <see cref="CudaKernels"/> run on, and whose legacy default stream a stream handle of 0 names. The methods over device
+    /// buffers make their buffers' device current themselves.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">CUDA is not available here; the message says why.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="device"/> is not in [0, <see cref="Count"/>).</exception>
+    public static void SetCurrent(int device)
+    {
+        ThrowIfUnavailable();
+        CheckDevice(device);
+        MakeCurrent(device);
+    }
+
+    /// <summary>cudaSetDevice for a device already checked (a buffer's or a stream's).</summary>
+    internal static void MakeCurrent(int device) =>
+        NativeStatus.ThrowIfFailed(NativeMethods.CudaSetDevice(device), "lk_cuda_set_device");
+
+    /// <summary>
     /// Reports the first bad index a kernel of the library recorded since the last report, on any device, and clears it. Kernels
     /// check the indices they read from device memory (slot mappings, block tables, sequence lengths and offsets, positions, expert
     /// ids, routing rows), skip the work a bad one would direct and record it; this does not wait for them, so call it after a

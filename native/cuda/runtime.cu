@@ -237,6 +237,11 @@ LK_CUDA_API lk_status lk_cuda_device_synchronize(int32_t device) {
   return take_index_error();
 }
 
+LK_CUDA_API lk_status lk_cuda_set_device(int32_t device) {
+  lk_clear_error();
+  return use_device(device);
+}
+
 LK_CUDA_API lk_status lk_cuda_malloc(int32_t device, size_t bytes, void **out_pointer) {
   lk_clear_error();
   if (!out_pointer) return lk_fail(LK_ERR_INVALID_ARGUMENT, "out_pointer: NULL");

@@ -39,7 +39,7 @@ extern "C" {
 
 /* Bumped with the CUDA ABI (this header's structs, enums and signatures); the managed layer
  * refuses a CUDA library whose lk_cuda_abi_version() differs from its bindings'. */
-#define LK_CUDA_ABI_VERSION 2
+#define LK_CUDA_ABI_VERSION 3
 
 /* A cudaStream_t and a cudaEvent_t, opaque here. */
 typedef struct lk_cuda_stream_s *lk_cuda_stream;
@@ -76,6 +76,9 @@ LK_CUDA_API lk_status lk_cuda_versions(int32_t *out_runtime, int32_t *out_driver
 LK_CUDA_API lk_status lk_cuda_device_count(int32_t *out_count);
 LK_CUDA_API lk_status lk_cuda_device_properties_get(int32_t device, lk_cuda_device_properties *out_properties);
 LK_CUDA_API lk_status lk_cuda_device_synchronize(int32_t device);
+/* Makes `device` the calling thread's current device (cudaSetDevice): the one the kernels of later
+ * calls from this thread run on, and whose legacy default stream a NULL stream names. */
+LK_CUDA_API lk_status lk_cuda_set_device(int32_t device);
 
 /* Device memory of `bytes` (> 0) on `device`; freeing NULL does nothing. */
 LK_CUDA_API lk_status lk_cuda_malloc(int32_t device, size_t bytes, void **out_pointer);

@@ -27,6 +27,8 @@ static void test_contract(int32_t count) {
   CHECK_INVALID(lk_cuda_device_properties_get(-1, &properties), "device");
   CHECK_INVALID(lk_cuda_device_properties_get(count, &properties), "device");
   CHECK_INVALID(lk_cuda_device_synchronize(count), "device");
+  CHECK_INVALID(lk_cuda_set_device(count), "device");
+  CHECK_INVALID(lk_cuda_set_device(-1), "device");
 
   void *pointer = (void *)1;
   CHECK_INVALID(lk_cuda_malloc(0, 64, NULL), "out_pointer");
@@ -106,6 +108,7 @@ static void test_device(int32_t device) {
     if (stream) CHECK_STATUS(lk_cuda_stream_destroy(stream), LK_OK);
   }
   CHECK_STATUS(lk_cuda_device_synchronize(device), LK_OK);
+  CHECK_STATUS(lk_cuda_set_device(device), LK_OK);
   /* a CUDA error: the runtime refuses to free a host pointer */
   CHECK_STATUS(lk_cuda_free(host), LK_ERR_DEVICE);
   CHECKF(strstr(lk_last_error(), "cudaFree") && strstr(lk_last_error(), "cudaError"), "message: %s", lk_last_error());

@@ -60,4 +60,18 @@ public class CudaDeviceTests
         Assert.Equal("device", Assert.Throws<ArgumentOutOfRangeException>(() => CudaDevice.GetInfo(-1)).ParamName);
         Assert.Equal("device", Assert.Throws<ArgumentOutOfRangeException>(() => CudaDevice.GetInfo(CudaDevice.Count)).ParamName);
     }
+
+    [Fact]
+    public void SetCurrentTakesEveryDeviceAndNamesABadOne()
+    {
+        if (!CudaDevice.IsAvailable)
+        {
+            Assert.Throws<InvalidOperationException>(() => CudaDevice.SetCurrent(0));
+            return;
+        }
+        for (int d = 0; d < CudaDevice.Count; d++)
+            CudaDevice.SetCurrent(d);
+        Assert.Equal("device", Assert.Throws<ArgumentOutOfRangeException>(() => CudaDevice.SetCurrent(-1)).ParamName);
+        Assert.Equal("device", Assert.Throws<ArgumentOutOfRangeException>(() => CudaDevice.SetCurrent(CudaDevice.Count)).ParamName);
+    }
 }

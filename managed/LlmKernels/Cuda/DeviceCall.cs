@@ -9,7 +9,9 @@ namespace LlmKernels;
 /// </summary>
 /// <remarks>
 /// The device check covers what the managed layer knows: buffers it allocated and streams it created (or was told the device of).
-/// Kernels run on the calling thread's current device (docs/cuda/managed.md); the CUDA runtime cannot check that for them.
+/// Kernels run on the calling thread's current device, so a kernel call makes the first device it learns of (the stream's, else
+/// its first buffer's) current before the native call; foreign pointers and streams of unknown device leave it as it is
+/// (docs/cuda/managed.md).
 /// </remarks>
 internal ref struct DeviceCall
 {
@@ -38,13 +40,15 @@ internal ref struct DeviceCall
         _device = -1;
         if (stream is null)
             return;
-        Stream = stream.AddRef(ref _streamAdded);
-        _stream = stream;
         if (stream.Device is int device)
         {
+            if (sameDevice)
+                CudaDevice.MakeCurrent(device); /* before the reference is taken: a throw here holds nothing */
             _device = device;
             _deviceOwner = "stream";
         }
+        Stream = stream.AddRef(ref _streamAdded);
+        _stream = stream;
     }
 
     /// <summary>The <c>cudaStream_t</c> to pass.</summary>
@@ -80,6 +84,7 @@ internal ref struct DeviceCall
         {
             _device = device;
             _deviceOwner = name;
+            CudaDevice.MakeCurrent(device);
         }
         else if (device != _device)
         {
