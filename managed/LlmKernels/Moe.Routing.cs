@@ -32,6 +32,32 @@ public static partial class Moe
         return Capacity(numTokens, topK, localExperts, blockSize);
     }
 
+    /// <summary>
+    /// The routing plan's scalar arguments, checked as both the CPU and the CUDA <c>Routing</c> check them: the local experts' end
+    /// (<paramref name="expertEnd"/> resolved), their count, and the capacity <c>sortedSlots</c> needs.
+    /// </summary>
+    private static (int End, int Local, int Capacity) CheckRoutingSizes(int numTokens, int topK, int numExperts, int blockSize,
+                                                                       int expertBegin, int expertEnd)
+    {
+        if (numTokens < 0)
+            throw new ArgumentOutOfRangeException(nameof(numTokens), numTokens, "Must be non-negative.");
+        if (topK <= 0)
+            throw new ArgumentOutOfRangeException(nameof(topK), topK, "Must be positive.");
+        if (numExperts <= 0)
+            throw new ArgumentOutOfRangeException(nameof(numExperts), numExperts, "Must be positive.");
+        int end = expertBegin == 0 && expertEnd == 0 ? numExperts : expertEnd;
+        if (expertBegin < 0 || expertBegin >= numExperts)
+            throw new ArgumentOutOfRangeException(nameof(expertBegin), expertBegin, $"Must be in [0, numExperts = {numExperts}).");
+        if (end <= expertBegin || end > numExperts)
+            throw new ArgumentOutOfRangeException(nameof(expertEnd), expertEnd,
+                                                  $"Must be in (expertBegin = {expertBegin}, numExperts = {numExperts}], or 0 with expertBegin 0 for all experts.");
+        if (blockSize < 0)
+            throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, "Must be 0 or 1 (no padding), or the rows to pad to.");
+        int local = end - expertBegin;
+        int capacity = Capacity(numTokens, topK, local, blockSize);
+        return (end, local, capacity);
+    }
+
     /// <summary>The capacity of valid sizes, throwing when it does not fit an int.</summary>
     private static int Capacity(int numTokens, int topK, int localExperts, int blockSize)
     {
@@ -88,22 +114,7 @@ public static partial class Moe
                                       Span<int> blockExperts = default, int blockSize = 0, int expertBegin = 0, int expertEnd = 0,
                                       CpuContext? context = null)
     {
-        if (numTokens < 0)
-            throw new ArgumentOutOfRangeException(nameof(numTokens), numTokens, "Must be non-negative.");
-        if (topK <= 0)
-            throw new ArgumentOutOfRangeException(nameof(topK), topK, "Must be positive.");
-        if (numExperts <= 0)
-            throw new ArgumentOutOfRangeException(nameof(numExperts), numExperts, "Must be positive.");
-        int end = expertBegin == 0 && expertEnd == 0 ? numExperts : expertEnd;
-        if (expertBegin < 0 || expertBegin >= numExperts)
-            throw new ArgumentOutOfRangeException(nameof(expertBegin), expertBegin, $"Must be in [0, numExperts = {numExperts}).");
-        if (end <= expertBegin || end > numExperts)
-            throw new ArgumentOutOfRangeException(nameof(expertEnd), expertEnd,
-                                                  $"Must be in (expertBegin = {expertBegin}, numExperts = {numExperts}], or 0 with expertBegin 0 for all experts.");
-        if (blockSize < 0)
-            throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, "Must be 0 or 1 (no padding), or the rows to pad to.");
-        int local = end - expertBegin;
-        int capacity = Capacity(numTokens, topK, local, blockSize);
+        (int end, int local, int capacity) = CheckRoutingSizes(numTokens, topK, numExperts, blockSize, expertBegin, expertEnd);
         int slots = numTokens * topK; // fits: Capacity checked it
         int blocks = blockSize > 1 ? capacity / blockSize : 0;
         if (expertIds.Length < slots)

@@ -98,22 +98,7 @@ public static partial class Moe
                                DeviceSpan<int> blockExperts = default, int blockSize = 0, int expertBegin = 0, int expertEnd = 0,
                                CudaStream? stream = null)
     {
-        if (numTokens < 0)
-            throw new ArgumentOutOfRangeException(nameof(numTokens), numTokens, "Must be non-negative.");
-        if (topK <= 0)
-            throw new ArgumentOutOfRangeException(nameof(topK), topK, "Must be positive.");
-        if (numExperts <= 0)
-            throw new ArgumentOutOfRangeException(nameof(numExperts), numExperts, "Must be positive.");
-        int end = expertBegin == 0 && expertEnd == 0 ? numExperts : expertEnd;
-        if (expertBegin < 0 || expertBegin >= numExperts)
-            throw new ArgumentOutOfRangeException(nameof(expertBegin), expertBegin, $"Must be in [0, numExperts = {numExperts}).");
-        if (end <= expertBegin || end > numExperts)
-            throw new ArgumentOutOfRangeException(nameof(expertEnd), expertEnd,
-                                                  $"Must be in (expertBegin = {expertBegin}, numExperts = {numExperts}], or 0 with expertBegin 0 for all experts.");
-        if (blockSize < 0)
-            throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, "Must be 0 or 1 (no padding), or the rows to pad to.");
-        int local = end - expertBegin;
-        int capacity = Capacity(numTokens, topK, local, blockSize);
+        (int end, int local, int capacity) = CheckRoutingSizes(numTokens, topK, numExperts, blockSize, expertBegin, expertEnd);
         int slots = numTokens * topK;
         int blocks = blockSize > 1 ? capacity / blockSize : 0;
         if (expertIds.Length < slots)
