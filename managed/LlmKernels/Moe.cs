@@ -56,26 +56,9 @@ public static partial class Moe
                                         int logitsStride = 0, CpuContext? context = null) where T : unmanaged
     {
         Dtype dtype = ElementType.Of<T>(); // an unsupported T before any other check
-        if (numTokens < 0)
-            throw new ArgumentOutOfRangeException(nameof(numTokens), numTokens, "Must be non-negative.");
-        if (numExperts <= 0)
-            throw new ArgumentOutOfRangeException(nameof(numExperts), numExperts, "Must be positive.");
-        if (topK <= 0 || topK > Math.Min(MaxTopK, numExperts))
-            throw new ArgumentOutOfRangeException(nameof(topK), topK, $"Must be in [1, min({MaxTopK}, numExperts = {numExperts})].");
         options ??= s_defaultOptions;
-        bool grouped = CheckOptions(options, numExperts, topK);
-        long stride = logitsStride == 0 ? numExperts : logitsStride;
-        if (logitsStride < 0 || stride < numExperts)
-            throw new ArgumentOutOfRangeException(nameof(logitsStride), logitsStride,
-                                                  $"Less than numExperts ({numExperts}), a token's logits; 0 means numExperts.");
-        SpanChecks.TokenRows(logits.Length, numTokens, stride, numExperts, nameof(logits), nameof(logitsStride));
-        long outputs = (long)numTokens * topK;
-        if (weights.Length < outputs)
-            throw new ArgumentException($"Length {weights.Length} is less than numTokens x topK ({outputs}).", nameof(weights));
-        if (expertIds.Length < outputs)
-            throw new ArgumentException($"Length {expertIds.Length} is less than numTokens x topK ({outputs}).", nameof(expertIds));
-        if (!correctionBias.IsEmpty && correctionBias.Length != numExperts)
-            throw new ArgumentException($"Length {correctionBias.Length} differs from numExperts ({numExperts}).", nameof(correctionBias));
+        (long stride, long outputs, bool grouped) = CheckGatingSizes(numTokens, numExperts, topK, options, logitsStride, logits.Length,
+                                                                     weights.Length, expertIds.Length, correctionBias.Length);
         if (numTokens == 0)
             return;
 
@@ -174,6 +157,37 @@ public static partial class Moe
         TensorChecks.DenseFrom(view, 0, name);
         memory = TensorChecks.Memory(output, TensorChecks.Extent(view, name));
         return n[1];
+    }
+
+    /// <summary>
+    /// Gating's sizes and options checked, as both the CPU and the CUDA <c>Gating</c> check them (lengths as longs: device views
+    /// have long lengths; a correction bias of length 0 is none): the logits' row stride, the outputs' length, whether the
+    /// options group the experts.
+    /// </summary>
+    private static (long Stride, long Outputs, bool Grouped) CheckGatingSizes(int numTokens, int numExperts, int topK,
+                                                                            MoeGatingOptions options, int logitsStride, long logitsLength,
+                                                                            long weightsLength, long expertIdsLength, long correctionBiasLength)
+    {
+        if (numTokens < 0)
+            throw new ArgumentOutOfRangeException(nameof(numTokens), numTokens, "Must be non-negative.");
+        if (numExperts <= 0)
+            throw new ArgumentOutOfRangeException(nameof(numExperts), numExperts, "Must be positive.");
+        if (topK <= 0 || topK > Math.Min(MaxTopK, numExperts))
+            throw new ArgumentOutOfRangeException(nameof(topK), topK, $"Must be in [1, min({MaxTopK}, numExperts = {numExperts})].");
+        bool grouped = CheckOptions(options, numExperts, topK);
+        long stride = logitsStride == 0 ? numExperts : logitsStride;
+        if (logitsStride < 0 || stride < numExperts)
+            throw new ArgumentOutOfRangeException(nameof(logitsStride), logitsStride,
+                                                  $"Less than numExperts ({numExperts}), a token's logits; 0 means numExperts.");
+        SpanChecks.TokenRows(logitsLength, numTokens, stride, numExperts, "logits", nameof(logitsStride));
+        long outputs = (long)numTokens * topK;
+        if (weightsLength < outputs)
+            throw new ArgumentException($"Length {weightsLength} is less than numTokens x topK ({outputs}).", "weights");
+        if (expertIdsLength < outputs)
+            throw new ArgumentException($"Length {expertIdsLength} is less than numTokens x topK ({outputs}).", "expertIds");
+        if (correctionBiasLength != 0 && correctionBiasLength != numExperts)
+            throw new ArgumentException($"Length {correctionBiasLength} differs from numExperts ({numExperts}).", "correctionBias");
+        return (stride, outputs, grouped);
     }
 
     /// <summary>Checks the options against the call's sizes; true when they ask for grouped selection.</summary>

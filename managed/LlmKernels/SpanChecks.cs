@@ -81,8 +81,9 @@ internal static class SpanChecks
     }
 
     /// <summary><paramref name="length"/> holds <paramref name="tokens"/> rows of <paramref name="row"/> elements <paramref name="stride"/> apart
-    /// (<paramref name="unit"/> names the rows for the message).</summary>
-    internal static void TokenRows(int length, int tokens, long stride, long row, string name, string strideName, string unit = "tokens")
+    /// (<paramref name="unit"/> names the rows for the message). Lengths are longs so device views (<see cref="DeviceSpan{T}"/>)
+    /// are checked by the same code as spans.</summary>
+    internal static void TokenRows(long length, long tokens, long stride, long row, string name, string strideName, string unit = "tokens")
     {
         if (tokens == 0)
             return;

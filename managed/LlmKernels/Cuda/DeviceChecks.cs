@@ -39,16 +39,6 @@ internal static class DeviceChecks
             ThrowOverlap(aName, bName, "");
     }
 
-    /// <summary><paramref name="length"/> holds <paramref name="tokens"/> rows of <paramref name="row"/> elements <paramref name="stride"/> apart.</summary>
-    internal static void TokenRows(long length, long tokens, long stride, long row, string name, string strideName, string unit = "tokens")
-    {
-        if (tokens == 0)
-            return;
-        long needed = (tokens - 1) * stride + row;
-        if (length < needed)
-            throw new ArgumentException($"Length {length} is less than the {needed} elements of {tokens} {unit} {stride} apart ({strideName}).", name);
-    }
-
     /// <summary>The view of the <paramref name="tokens"/> rows a call touches: the overlap checks compare those only.</summary>
     internal static DeviceSpan<T> Rows<T>(DeviceSpan<T> x, long tokens, long stride, long row) where T : unmanaged =>
         tokens == 0 ? default : x.Slice(0, (tokens - 1) * stride + row);

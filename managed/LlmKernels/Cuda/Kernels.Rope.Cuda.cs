@@ -75,9 +75,9 @@ public static partial class Kernels
         long qStep = ResolveStride(qStride, qSpan, nameof(qStride), "numHeads");
         long kStep = hasK ? ResolveStride(kStride, kSpan, nameof(kStride), "numKvHeads") : 0;
         long tokens = positions.Length;
-        DeviceChecks.TokenRows(q.Length, tokens, qStep, qSpan, nameof(q), nameof(qStride));
+        SpanChecks.TokenRows(q.Length, tokens, qStep, qSpan, nameof(q), nameof(qStride));
         if (hasK)
-            DeviceChecks.TokenRows(k.Length, tokens, kStep, kSpan, nameof(k), nameof(kStride));
+            SpanChecks.TokenRows(k.Length, tokens, kStep, kSpan, nameof(k), nameof(kStride));
 
         using var call = new DeviceCall(stream);
         DeviceRange qr = call.Range(q, nameof(q)), kr = call.Range(k, nameof(k)), cr = call.Range(cosSinCache, nameof(cosSinCache));

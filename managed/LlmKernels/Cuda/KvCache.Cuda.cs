@@ -33,8 +33,8 @@ public static partial class KvCache
         long keyStep = SpanChecks.TokenStride(keyStride, row, nameof(keyStride), "layout.RowElements");
         long valueStep = SpanChecks.TokenStride(valueStride, row, nameof(valueStride), "layout.RowElements");
         long tokens = slotMapping.Length;
-        DeviceChecks.TokenRows(key.Length, tokens, keyStep, row, nameof(key), nameof(keyStride));
-        DeviceChecks.TokenRows(value.Length, tokens, valueStep, row, nameof(value), nameof(valueStride));
+        SpanChecks.TokenRows(key.Length, tokens, keyStep, row, nameof(key), nameof(keyStride));
+        SpanChecks.TokenRows(value.Length, tokens, valueStep, row, nameof(value), nameof(valueStride));
 
         using var call = new DeviceCall(stream);
         DeviceRange kc = call.Range(keyCache, nameof(keyCache)), vc = call.Range(valueCache, nameof(valueCache));

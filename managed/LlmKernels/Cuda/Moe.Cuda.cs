@@ -28,26 +28,9 @@ public static partial class Moe
                                  CudaStream? stream = null) where T : unmanaged
     {
         TensorDataType dataType = TensorDataTypes.Of<T>();
-        if (numTokens < 0)
-            throw new ArgumentOutOfRangeException(nameof(numTokens), numTokens, "Must be non-negative.");
-        if (numExperts <= 0)
-            throw new ArgumentOutOfRangeException(nameof(numExperts), numExperts, "Must be positive.");
-        if (topK <= 0 || topK > Math.Min(MaxTopK, numExperts))
-            throw new ArgumentOutOfRangeException(nameof(topK), topK, $"Must be in [1, min({MaxTopK}, numExperts = {numExperts})].");
         options ??= s_defaultOptions;
-        CheckOptions(options, numExperts, topK);
-        long stride = logitsStride == 0 ? numExperts : logitsStride;
-        if (logitsStride < 0 || stride < numExperts)
-            throw new ArgumentOutOfRangeException(nameof(logitsStride), logitsStride,
-                                                  $"Less than numExperts ({numExperts}), a token's logits; 0 means numExperts.");
-        DeviceChecks.TokenRows(logits.Length, numTokens, stride, numExperts, nameof(logits), nameof(logitsStride));
-        long outputs = (long)numTokens * topK;
-        if (weights.Length < outputs)
-            throw new ArgumentException($"Length {weights.Length} is less than numTokens x topK ({outputs}).", nameof(weights));
-        if (expertIds.Length < outputs)
-            throw new ArgumentException($"Length {expertIds.Length} is less than numTokens x topK ({outputs}).", nameof(expertIds));
-        if (!correctionBias.IsEmpty && correctionBias.Length != numExperts)
-            throw new ArgumentException($"Length {correctionBias.Length} differs from numExperts ({numExperts}).", nameof(correctionBias));
+        (long stride, long outputs, _) = CheckGatingSizes(numTokens, numExperts, topK, options, logitsStride, logits.Length, weights.Length,
+                                                          expertIds.Length, correctionBias.Length);
         if (numTokens == 0)
             return;
 
@@ -175,9 +158,9 @@ public static partial class Moe
             throw new ArgumentOutOfRangeException(nameof(hidden), hidden, "Must be positive.");
         long inStride = SpanChecks.RowStride(inputStride, hidden, nameof(inputStride), nameof(hidden));
         long outStride = SpanChecks.RowStride(outputStride, hidden, nameof(outputStride), nameof(hidden));
-        DeviceChecks.TokenRows(input.Length, numTokens, inStride, hidden, nameof(input), nameof(inputStride));
+        SpanChecks.TokenRows(input.Length, numTokens, inStride, hidden, nameof(input), nameof(inputStride));
         long rows = sortedSlots.Length;
-        DeviceChecks.TokenRows(output.Length, rows, outStride, hidden, nameof(output), nameof(outputStride), "rows (sortedSlots.Length)");
+        SpanChecks.TokenRows(output.Length, rows, outStride, hidden, nameof(output), nameof(outputStride), "rows (sortedSlots.Length)");
         if (rows == 0)
             return;
 
@@ -230,7 +213,7 @@ public static partial class Moe
             throw new ArgumentException($"Length {weights.Length} is less than numTokens x topK ({slots}).", nameof(weights));
         if (slotRows.Length < slots)
             throw new ArgumentException($"Length {slotRows.Length} is less than numTokens x topK ({slots}).", nameof(slotRows));
-        DeviceChecks.TokenRows(output.Length, numTokens, outStride, hidden, nameof(output), nameof(outputStride));
+        SpanChecks.TokenRows(output.Length, numTokens, outStride, hidden, nameof(output), nameof(outputStride));
         if (numTokens == 0)
             return;
 
